@@ -1,0 +1,1 @@
+"""The model-building DSL: graphs, inputs, params, samples, costs, math."""

@@ -1,0 +1,120 @@
+"""Distributions for ``scg.sample``: Bernoulli, Categorical, Normal.
+
+A distribution object only records its parameters (DSL values); sampling it with
+``scg.sample(name, dist)`` adds a stochastic node. ``log_prob``, ``entropy``
+and ``mean`` build ordinary IR, so they can appear in costs (e.g. an ELBO).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from scg.dsl import math as sm
+from scg.dsl.value import Value, _graph_of, apply, as_node
+from scg.errors import GraphError
+from scg.ir.ops import Op
+
+
+class Distribution:
+    op: Op
+    reparameterisable = False
+
+    def params(self) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def log_prob(self, value: Any) -> Value:
+        raise NotImplementedError
+
+    def entropy(self) -> Value:
+        raise NotImplementedError
+
+    @property
+    def mean(self) -> Value:
+        raise NotImplementedError
+
+
+class Bernoulli(Distribution):
+    """Bernoulli over {0., 1.} (float64 values), parameterised by ``logits`` or ``probs``.
+
+    >>> import scg
+    >>> with scg.Graph("b"):
+    ...     l = scg.input("l", shape=(4,))
+    ...     h = scg.sample("h", scg.Bernoulli(logits=l))
+    >>> h.shape
+    (4,)
+    """
+
+    op = Op.BERNOULLI
+
+    def __init__(self, logits: Any = None, probs: Any = None):
+        if (logits is None) == (probs is None):
+            raise GraphError("Bernoulli takes exactly one of logits= or probs=")
+        if probs is not None:
+            logits = sm.log(probs) - sm.log(1.0 - probs)
+        self.logits = logits
+
+    def params(self):
+        return (self.logits,)
+
+    def log_prob(self, value):
+        return apply(Op.BERNOULLI_LOGP, self.logits, value)
+
+    def entropy(self):
+        return sm.softplus(self.logits) - self.logits * sm.sigmoid(self.logits)
+
+    @property
+    def mean(self):
+        return sm.sigmoid(self.logits)
+
+
+class Categorical(Distribution):
+    """Categorical over ``{0, ..., K-1}`` (int64 values); ``logits`` has K on its last axis."""
+
+    op = Op.CATEGORICAL
+
+    def __init__(self, logits: Any):
+        self.logits = logits
+
+    def params(self):
+        return (self.logits,)
+
+    def log_prob(self, value):
+        return apply(Op.CATEGORICAL_LOGP, self.logits, value)
+
+    def entropy(self):
+        return sm.logsumexp(self.logits) - sm.sum(sm.softmax(self.logits) * self.logits, axis=-1)
+
+    @property
+    def mean(self):
+        """The mean of the one-hot encoding: ``softmax(logits)``."""
+        return sm.softmax(self.logits)
+
+
+class Normal(Distribution):
+    """Normal(loc, scale), reparameterisable: ``loc + scale * eps``, eps ~ N(0, 1)."""
+
+    op = Op.NORMAL
+    reparameterisable = True
+
+    def __init__(self, loc: Any, scale: Any):
+        self.loc = loc
+        self.scale = scale
+
+    def params(self):
+        return (self.loc, self.scale)
+
+    def log_prob(self, value):
+        return apply(Op.NORMAL_LOGP, self.loc, self.scale, value)
+
+    def entropy(self):
+        return 0.5 * math.log(2 * math.pi * math.e) + sm.log(self.scale) + 0.0 * self.loc
+
+    @property
+    def mean(self):
+        return self.loc + 0.0 * self.scale
+
+
+def sample_node_inputs(dist: Distribution):
+    graph = _graph_of(dist.params())
+    return graph, tuple(as_node(graph, p) for p in dist.params())

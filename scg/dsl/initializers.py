@@ -1,0 +1,53 @@
+"""Parameter initialisers used by ``Graph.init_params``."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Any
+
+import numpy as np
+
+from scg.errors import GraphError
+
+NAMED_INITS = ("zeros", "ones", "normal", "glorot")
+
+
+def check_init(name: str, shape: tuple[int, ...], init: Any) -> None:
+    if init is None or callable(init) or isinstance(init, (int, float)):
+        return
+    if isinstance(init, str):
+        if init not in NAMED_INITS:
+            raise GraphError(f"param {name!r}: unknown init {init!r}; expected one of {', '.join(NAMED_INITS)}")
+        return
+    arr = np.asarray(init)
+    if arr.shape != shape:
+        raise GraphError(f"param {name!r}: init array has shape {list(arr.shape)}, expected {list(shape)}")
+
+
+def initial_value(name: str, shape: tuple[int, ...], init: Any, seed: int) -> np.ndarray:
+    """The initial value of one parameter; its stream depends on (seed, name) only."""
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    fan_in = shape[0] if len(shape) >= 2 else max(1, shape[0] if shape else 1)
+    if init is None:
+        init = "normal" if len(shape) >= 2 else "zeros"
+    if isinstance(init, str):
+        if init == "zeros":
+            value = np.zeros(shape)
+        elif init == "ones":
+            value = np.ones(shape)
+        elif init == "normal":
+            value = rng.normal(0.0, 1.0 / math.sqrt(fan_in), size=shape)
+        else:  # glorot uniform
+            fan_out = shape[-1] if shape else 1
+            limit = math.sqrt(6.0 / (fan_in + fan_out))
+            value = rng.uniform(-limit, limit, size=shape)
+    elif callable(init):
+        value = np.asarray(init(rng, shape), dtype=np.float64)
+    elif isinstance(init, (int, float)):
+        value = np.full(shape, float(init))
+    else:
+        value = np.array(init, dtype=np.float64)
+    if value.shape != shape:
+        raise GraphError(f"param {name!r}: init produced shape {list(value.shape)}, expected {list(shape)}")
+    return np.ascontiguousarray(value, dtype=np.float64)
