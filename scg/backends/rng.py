@@ -17,14 +17,13 @@ a kernel may split the batch over any number of threads, GPU blocks or row
 chunks and still produce the very same bits as the NumPy reference below.
 
 Each Philox call yields four 32-bit words, turned into two float64 uniforms
-with 53 random bits each::
+with 52 random bits each::
 
-    u = ((wa >> 5) * 2**26 + (wb >> 6) + 0.5) / 2**53
+    u = ((wa >> 6) * 2**26 + (wb >> 6) + 0.5) / 2**52
 
-The ``+ 0.5`` keeps ``u`` away from 0, so ``log(u)`` is always finite.  Note
-that for ``u >= 0.5`` the addition rounds (ties to even), so the largest value
-is exactly 1.0 (probability 2**-53 per draw).  Every sampler here is written
-to be correct for ``u == 1.0``.
+Every step is exact in float64 (``n + 0.5`` needs 53 bits), so ``u`` lies in
+the open interval [2**-53, 1 - 2**-53]: ``log(u)`` is always finite and
+``u < p`` is always true for ``p == 1`` and false for ``p == 0``.
 
 The module has two layers that must agree:
 
@@ -60,7 +59,7 @@ PHILOX_ROUNDS = 10
 
 MASK32 = 0xFFFFFFFF
 TWO_POW_26 = 67108864.0
-TWO_POW_53 = 9007199254740992.0
+TWO_POW_52 = 4503599627370496.0
 
 # ---------------------------------------------------------------------------
 # Scalar layer: plain integer/float arithmetic only, so the same source runs
@@ -106,10 +105,10 @@ def philox4x32_10(c0, c1, c2, c3, k0, k1):
 
 
 def uniform_pair_scalar(k0, k1, site, draw, row, element):
-    """Two uniforms in (0, 1] for one (row, element); twin of ``uniform_pair``."""
+    """Two uniforms in (0, 1) for one (row, element); twin of ``uniform_pair``."""
     w0, w1, w2, w3 = philox4x32_10(element, row, site, draw, k0, k1)
-    u1 = ((w0 >> 5) * 67108864 + (w1 >> 6) + 0.5) / 9007199254740992.0
-    u2 = ((w2 >> 5) * 67108864 + (w3 >> 6) + 0.5) / 9007199254740992.0
+    u1 = ((w0 >> 6) * 67108864 + (w1 >> 6) + 0.5) / 4503599627370496.0
+    u2 = ((w2 >> 6) * 67108864 + (w3 >> 6) + 0.5) / 4503599627370496.0
     return u1, u2
 
 
@@ -148,7 +147,7 @@ def categorical_pick(logits, u1):
 
 
 def normal_scalar(u1, u2):
-    """Standard normal by Box-Muller (cosine branch); u1 in (0, 1] keeps log finite."""
+    """Standard normal by Box-Muller (cosine branch); u1 in (0, 1) keeps log finite."""
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
 
 
@@ -225,9 +224,7 @@ def _mulhilo32_np(m, c):
 
 def philox4x32_10_np(c0, c1, c2, c3, k0, k1):
     """Vectorised Philox-4x32-10 over broadcasting uint32 arrays; 4 uint32 arrays."""
-    c0, c1, c2, c3 = np.broadcast_arrays(
-        _as_u32(c0, "c0"), _as_u32(c1, "c1"), _as_u32(c2, "c2"), _as_u32(c3, "c3")
-    )
+    c0, c1, c2, c3 = np.broadcast_arrays(_as_u32(c0, "c0"), _as_u32(c1, "c1"), _as_u32(c2, "c2"), _as_u32(c3, "c3"))
     k0, k1 = _as_u32(k0, "k0"), _as_u32(k1, "k1")
     for r in range(PHILOX_ROUNDS):
         # Round r uses key + r * increment (mod 2**32); uint64 avoids overflow warnings.
@@ -240,10 +237,10 @@ def philox4x32_10_np(c0, c1, c2, c3, k0, k1):
 
 
 def _words_to_unit(wa, wb):
-    """53-bit float in (0, 1] from two words; same rounding as the scalar int path."""
-    hi = (wa >> np.uint32(5)).astype(np.float64)
+    """52-bit float in (0, 1) from two words; every step is exact, as in the scalar path."""
+    hi = (wa >> np.uint32(6)).astype(np.float64)
     lo = (wb >> np.uint32(6)).astype(np.float64)
-    return (hi * TWO_POW_26 + lo + 0.5) / TWO_POW_53  # hi * 2**26 + lo is exact
+    return (hi * TWO_POW_26 + lo + 0.5) / TWO_POW_52
 
 
 def uniform_pair(seed, site, draw, rows, elements):
@@ -268,7 +265,8 @@ def _row_uniforms(batch, n_elements, seed, site, draw, row_offset):
 def sigmoid(logits):
     """Stable logistic with the same arithmetic as ``sigmoid_scalar``."""
     logits = np.asarray(logits, dtype=np.float64)
-    e = np.exp(-np.abs(logits))  # exp(-l) for l >= 0, exp(l) for l < 0
+    with np.errstate(under="ignore"):  # exp(-large) -> 0 is the intended result
+        e = np.exp(-np.abs(logits))  # exp(-l) for l >= 0, exp(l) for l < 0
     return np.where(logits >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
@@ -295,7 +293,8 @@ def categorical(logits, seed, site, draw, row_offset=0):
     u1, _ = _row_uniforms(batch, math.prod(shape), seed, site, draw, row_offset)
     flat = logits.reshape(batch, -1, k)
     # np.cumsum adds strictly left to right, matching the scalar loop; np.sum would not.
-    cum = np.cumsum(np.exp(flat - flat.max(axis=-1, keepdims=True)), axis=-1)
+    with np.errstate(under="ignore"):  # exp(-large) -> 0 is the intended result
+        cum = np.cumsum(np.exp(flat - flat.max(axis=-1, keepdims=True)), axis=-1)
     hit = (u1 * cum[..., -1])[..., None] < cum
     idx = np.where(hit.any(axis=-1), hit.argmax(axis=-1), k - 1)
     return idx.astype(np.int64).reshape((batch, *shape))
