@@ -12,10 +12,10 @@ pathwise, MuProp, HNCA), differentiates it and runs it on a backend.
 ...     _ = scg.cost("c", (b - 0.45) ** 2)
 >>> print(g)  # doctest: +NORMALIZE_WHITESPACE
 graph coin(; phi:f64[]) {
-  b:f64[] ~ bernoulli[site=b] phi
-  t0:f64[] = sub b 0.45
-  t1:f64[] = square t0
-  c:f64[] = cost[blackbox=False] t1
+  b:f64[B] ~ bernoulli[site=b] phi
+  t0:f64[B] = sub b 0.45
+  t1:f64[B] = square t0
+  c:f64[B] = cost t1
   return c
 }
 """
@@ -29,11 +29,13 @@ from scg.dsl.math import (
 from scg.dsl.model import Graph
 from scg.dsl.value import Value
 from scg.errors import ScgError, ScgWarning
+from scg.exact import exact
+from scg.compiled import compile  # noqa: A004
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Bernoulli", "Categorical", "Graph", "Normal", "ScgError", "ScgWarning", "Value", "cost",
+    "Bernoulli", "Categorical", "compile", "exact", "Graph", "Normal", "ScgError", "ScgWarning", "Value", "cost",
     "equal", "exp", "external_cost", "greater", "input", "log", "log_sigmoid", "log_softmax",
     "logsumexp", "matmul", "mean", "one_hot", "param", "relu", "sample", "sigmoid", "softmax",
     "softplus", "sqrt", "square", "stop_gradient", "sum", "take", "tanh", "to_float", "where",

@@ -6,6 +6,7 @@ are unique within a graph and are what errors, printouts and results use.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Iterable
 
 from scg.dsl import context
@@ -13,7 +14,7 @@ from scg.dsl.distributions import Distribution, sample_node_inputs
 from scg.dsl.initializers import check_init
 from scg.dsl.value import Value, apply
 from scg.errors import GraphError
-from scg.ir.ops import Op
+from scg.ir.ops import STOCHASTIC_OPS, Op
 from scg.ir.types import F64, canonical_dtype
 
 
@@ -24,15 +25,23 @@ def _check_name(name: Any, what: str) -> str:
 
 
 def _check_shape(shape: Any, name: str) -> tuple[int, ...]:
-    if isinstance(shape, int):
-        shape = (shape,)
+    dims = (shape,) if isinstance(shape, numbers.Integral) else shape
+    # ints only: int(2.5) would silently truncate, and a string would iterate by characters
+    ok = not isinstance(dims, (str, bytes)) and hasattr(dims, "__iter__")
+    dims = tuple(dims) if ok else ()
+    if not ok or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) for d in dims):
+        raise GraphError(f"{name!r}: shape must be a tuple of ints (the per-row shape), got {shape!r}")
+    dims = tuple(int(d) for d in dims)
+    if any(d < 1 for d in dims):
+        raise GraphError(f"{name!r}: shape dimensions must be positive ints, got {list(dims)}")
+    return dims
+
+
+def _check_dtype(dtype: Any, name: str) -> str:
     try:
-        shape = tuple(int(d) for d in shape)
-    except TypeError:
-        raise GraphError(f"{name!r}: shape must be a tuple of ints, got {shape!r}") from None
-    if any(d < 1 for d in shape):
-        raise GraphError(f"{name!r}: shape dimensions must be positive, got {list(shape)}")
-    return shape
+        return canonical_dtype(dtype)
+    except GraphError as e:
+        raise GraphError(f"input {name!r}: {e}") from None
 
 
 def input(name: str, shape: Any = (), dtype: Any = "float64") -> Value:  # noqa: A001
@@ -45,7 +54,7 @@ def input(name: str, shape: Any = (), dtype: Any = "float64") -> Value:  # noqa:
     """
     _check_name(name, "input")
     graph = context.current_graph("input")
-    attrs = {"shape": _check_shape(shape, name), "dtype": canonical_dtype(dtype), "batched": True}
+    attrs = {"shape": _check_shape(shape, name), "dtype": _check_dtype(dtype, name), "batched": True}
     return Value(graph.add(Op.INPUT, (), attrs, name=name, origin=context.user_origin()), graph)
 
 
@@ -70,6 +79,7 @@ def param(name: str, shape: Any, init: Any = None) -> Value:
 def sample(name: str, dist: Distribution) -> Value:
     """Draw a sample from ``dist``: a stochastic node with its own random stream."""
     _check_name(name, "sample")
+    context.current_graph("sample")
     if not isinstance(dist, Distribution):
         raise GraphError(f"scg.sample({name!r}, ...) expects a distribution such as scg.Bernoulli, got {dist!r}")
     graph, inputs = sample_node_inputs(dist)
@@ -84,6 +94,7 @@ def cost(name: str, expr: Any, blackbox: bool = False) -> Value:
     (no pathwise gradient through it, no counterfactual re-evaluation).
     """
     _check_name(name, "cost")
+    context.current_graph("cost")  # declarations only inside `with graph:` (outputs are set on exit)
     if not isinstance(expr, Value):
         expr = apply(Op.ADD, 0.0, expr)
     return apply(Op.COST, expr, name=name, blackbox=bool(blackbox))
@@ -102,8 +113,10 @@ def external_cost(name: str, depends_on: Iterable[Value] | None = None) -> Value
     if depends_on is not None:
         deps = []
         for v in depends_on:
-            if not isinstance(v, Value) or v.node.op not in (Op.BERNOULLI, Op.CATEGORICAL, Op.NORMAL):
-                raise GraphError(f"external_cost {name!r}: depends_on must list sampled values, got {v!r}")
+            if not isinstance(v, Value) or v.node.op not in STOCHASTIC_OPS or v.graph is not graph:
+                raise GraphError(
+                    f"external_cost {name!r}: depends_on must list values sampled with scg.sample in graph "
+                    f"{graph.name!r}, got {v!r}")
             deps.append(v.node.name)
         deps = tuple(deps)
     attrs = {"shape": (), "dtype": F64, "batched": True, "depends_on": deps}

@@ -25,6 +25,11 @@ def pop(graph: Graph) -> None:
     _stack.pop()
 
 
+def active_graph() -> Graph | None:
+    """The innermost graph under construction, or None outside every ``with`` block."""
+    return _stack[-1] if _stack else None
+
+
 def current_graph(what: str) -> Graph:
     if not _stack:
         raise GraphError(

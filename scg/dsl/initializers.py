@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import zlib
 from typing import Any
 
@@ -13,21 +14,33 @@ from scg.errors import GraphError
 NAMED_INITS = ("zeros", "ones", "normal", "glorot")
 
 
+def _is_number(init: Any) -> bool:
+    # np.int64(1) and np.float32(0.5) count as fills, like Python numbers
+    return isinstance(init, numbers.Real) and np.ndim(init) == 0
+
+
 def check_init(name: str, shape: tuple[int, ...], init: Any) -> None:
-    if init is None or callable(init) or isinstance(init, (int, float)):
+    if init is None or callable(init) or _is_number(init):
         return
     if isinstance(init, str):
         if init not in NAMED_INITS:
             raise GraphError(f"param {name!r}: unknown init {init!r}; expected one of {', '.join(NAMED_INITS)}")
         return
-    arr = np.asarray(init)
+    try:
+        arr = np.asarray(init, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise GraphError(
+            f"param {name!r}: init {init!r} is not a number, an array, a callable or one of "
+            f"{', '.join(NAMED_INITS)}") from None
     if arr.shape != shape:
         raise GraphError(f"param {name!r}: init array has shape {list(arr.shape)}, expected {list(shape)}")
 
 
 def initial_value(name: str, shape: tuple[int, ...], init: Any, seed: int) -> np.ndarray:
     """The initial value of one parameter; its stream depends on (seed, name) only."""
-    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise GraphError(f"init_params: seed must be a non-negative int, got {seed!r}")
+    rng = np.random.default_rng([int(seed), zlib.crc32(name.encode())])
     fan_in = shape[0] if len(shape) >= 2 else max(1, shape[0] if shape else 1)
     if init is None:
         init = "normal" if len(shape) >= 2 else "zeros"
@@ -44,10 +57,10 @@ def initial_value(name: str, shape: tuple[int, ...], init: Any, seed: int) -> np
             value = rng.uniform(-limit, limit, size=shape)
     elif callable(init):
         value = np.asarray(init(rng, shape), dtype=np.float64)
-    elif isinstance(init, (int, float)):
+    elif _is_number(init):
         value = np.full(shape, float(init))
     else:
         value = np.array(init, dtype=np.float64)
     if value.shape != shape:
         raise GraphError(f"param {name!r}: init produced shape {list(value.shape)}, expected {list(shape)}")
-    return np.ascontiguousarray(value, dtype=np.float64)
+    return np.array(value, dtype=np.float64, order="C")  # not ascontiguousarray: it turns shape () into (1,)

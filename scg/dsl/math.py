@@ -13,12 +13,12 @@ All operate per row: reductions and softmax never touch the implicit batch axis.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
-from scg.dsl.value import Value, apply
+from scg.dsl.value import Value, apply, axes_of
 from scg.errors import GraphError
 from scg.ir.ops import Op
-from scg.ir.types import normalize_axes
 
 
 def _unary(op: Op, doc: str):
@@ -49,19 +49,19 @@ def _rank(x: Any) -> int:
 
 def sum(x: Any, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Value:  # noqa: A001
     """Sum over per-row axes (all by default)."""
-    return apply(Op.SUM, x, axes=normalize_axes(axis, _rank(x)), keepdims=keepdims)
+    return apply(Op.SUM, x, axes=axes_of(x, axis, "sum"), keepdims=bool(keepdims))
 
 
 def mean(x: Any, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Value:
     """Mean over per-row axes (all by default)."""
-    return apply(Op.MEAN, x, axes=normalize_axes(axis, _rank(x)), keepdims=keepdims)
+    return apply(Op.MEAN, x, axes=axes_of(x, axis, "mean"), keepdims=bool(keepdims))
 
 
 def _last_axis(x: Any, axis: int, what: str) -> int:
     rank = _rank(x)
     if rank == 0:
         raise GraphError(f"{what} needs at least one per-row axis; got a per-row scalar")
-    (a,) = normalize_axes(axis, rank)
+    (a,) = axes_of(x, axis, what)
     if a != rank - 1:
         raise GraphError(f"{what} supports only the last per-row axis (axis=-1), got axis={axis}")
     return a
@@ -99,9 +99,10 @@ def greater(a: Any, b: Any) -> Value:
 
 def one_hot(x: Any, depth: int) -> Value:
     """float64 one-hot encoding of int64 class indices along a new last axis."""
-    if not isinstance(depth, int) or depth < 1:
-        raise GraphError(f"one_hot depth must be a positive int, got {depth!r}")
-    return apply(Op.ONE_HOT, x, depth=depth)
+    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 1:
+        who = f" of {x.node.label()}" if isinstance(x, Value) else ""
+        raise GraphError(f"one_hot{who}: depth must be a positive int (the number of classes), got {depth!r}")
+    return apply(Op.ONE_HOT, x, depth=int(depth))
 
 
 def where(cond: Any, a: Any, b: Any) -> Value:

@@ -66,15 +66,22 @@ class Value:
     def __pos__(self): return self
     def __gt__(self, other): return apply(Op.GREATER, self, other)
     def __lt__(self, other): return apply(Op.GREATER, other, self)
+    def __ge__(self, other): return 1.0 - apply(Op.GREATER, other, self)
+    def __le__(self, other): return 1.0 - apply(Op.GREATER, self, other)
+    # symbolic like NumPy: without these, `a == y` would silently be the Python bool False
+    def __eq__(self, other): return apply(Op.EQUAL, self, other)  # type: ignore[override]
+    def __ne__(self, other): return 1.0 - apply(Op.EQUAL, self, other)  # type: ignore[override]
+    __hash__ = object.__hash__  # identity, so values still work as dict keys
 
     def __pow__(self, exponent):
-        if exponent == 2:
-            return apply(Op.SQUARE, self)
-        if exponent == 0.5:
-            return apply(Op.SQRT, self)
-        if exponent == 1:
-            return self
-        raise GraphError(f"{self.node.label()} ** {exponent!r}: only the powers 1, 2 and 0.5 are supported")
+        if isinstance(exponent, (int, float, np.integer, np.floating)) and not isinstance(exponent, bool):
+            if exponent == 2:
+                return apply(Op.SQUARE, self)
+            if exponent == 0.5:
+                return apply(Op.SQRT, self)
+            if exponent == 1:
+                return self
+        raise GraphError(f"{self.node.label()} ** {exponent!r}: only the constant powers 1, 2 and 0.5 are supported")
 
     @property
     def T(self) -> Value:
@@ -82,11 +89,11 @@ class Value:
 
     def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Value:
         """Sum over per-row axes (all of them by default); never over the batch."""
-        return apply(Op.SUM, self, axes=normalize_axes(axis, len(self.shape)), keepdims=keepdims)
+        return apply(Op.SUM, self, axes=axes_of(self, axis, "sum"), keepdims=bool(keepdims))
 
     def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Value:
         """Mean over per-row axes (all of them by default); never over the batch."""
-        return apply(Op.MEAN, self, axes=normalize_axes(axis, len(self.shape)), keepdims=keepdims)
+        return apply(Op.MEAN, self, axes=axes_of(self, axis, "mean"), keepdims=bool(keepdims))
 
     def reshape(self, *shape: int) -> Value:
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
@@ -94,13 +101,45 @@ class Value:
         return apply(Op.RESHAPE, self, shape=tuple(int(d) for d in shape))
 
 
+def describe(node: Node) -> str:
+    """How error messages show an operand: its name or constant value, and its type."""
+    if node.name:
+        return f"{node.name!r} {node.type}"
+    if node.op is Op.CONST and node.type.rank == 0:
+        return f"constant {np.asarray(node.attrs['value']).item()!r}"
+    return f"{node.type} (from {node.op.pretty})"
+
+
+def axes_of(x: Any, axis: Any, what: str) -> tuple[int, ...]:
+    """Normalised per-row reduction axes; an error names the value being reduced."""
+    rank = len(x.shape) if isinstance(x, Value) else np.ndim(x)
+    try:
+        return normalize_axes(axis, rank)
+    except (GraphError, TypeError) as e:
+        who = describe(x.node) if isinstance(x, Value) else f"a constant of shape {list(np.shape(x))}"
+        raise GraphError(f"{what} of {who}: {e}") from None
+
+
 def _graph_of(args: tuple[Any, ...]) -> Graph:
-    graphs = {id(a.graph): a.graph for a in args if isinstance(a, Value)}
+    graphs: dict[int, Graph] = {}
+    owners: dict[int, Value] = {}
+    for a in args:
+        if isinstance(a, Value):
+            graphs.setdefault(id(a.graph), a.graph)
+            owners.setdefault(id(a.graph), a)
     if len(graphs) > 1:
-        names = ", ".join(repr(g.name) for g in graphs.values())
-        raise GraphError(f"cannot combine values from different graphs ({names})")
+        which = ", ".join(f"{describe(owners[k].node)} of graph {g.name!r}" for k, g in graphs.items())
+        raise GraphError(f"cannot combine values from different graphs: {which}")
     if graphs:
-        return next(iter(graphs.values()))
+        graph = next(iter(graphs.values()))
+        active = context.active_graph()
+        if active is not None and active is not graph:
+            # otherwise the node would silently land in the other (maybe finished) graph
+            value = next(iter(owners.values()))
+            raise GraphError(
+                f"{describe(value.node)} belongs to graph {graph.name!r}, but graph {active.name!r} is under "
+                "construction; values cannot cross graphs")
+        return graph
     return context.current_graph("an operation")
 
 
@@ -136,5 +175,9 @@ def apply(op: Op, *args: Any, name: str | None = None, **attrs: Any) -> Value:
     """Add ``op(*args)`` to the graph the arguments live in; return its Value."""
     graph = _graph_of(args)
     nodes = tuple(as_node(graph, a) for a in args)
-    node = graph.add(op, nodes, attrs, name=name, origin=context.user_origin())
+    try:
+        node = graph.add(op, nodes, attrs, name=name, origin=context.user_origin())
+    except GraphError as e:
+        operands = "; ".join(describe(n) for n in nodes)
+        raise GraphError(f"{e}\n  operands: {operands}" if operands else str(e)) from None
     return Value(node, graph)

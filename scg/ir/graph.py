@@ -59,7 +59,7 @@ class Graph:
             typ = infer_type(op, tuple(x.type for x in inputs), attrs)
         except GraphError as e:
             where = f" (created at {origin})" if origin else ""
-            who = f"node {name!r}" if name else f"a {op.pretty} node"
+            who = f"node {name!r}" if name else f"an unnamed {op.pretty} node"
             raise GraphError(f"{who}{where}: {e}") from None
         return self.append(Node(op, inputs, attrs, typ, name=name, origin=origin, note=note))
 
@@ -75,7 +75,7 @@ class Graph:
             if other is not None:
                 raise GraphError(
                     f"the name {node.name!r} is used twice in graph {self.name!r} "
-                    f"(first by a {other.op.pretty} node, now by a {node.op.pretty} node)")
+                    f"(first by the {other.op.pretty} node, now by the new {node.op.pretty} node)")
             self._named[node.name] = node
         if node.op in STOCHASTIC_OPS:
             self._next_site = max(self._next_site, node.attrs["site"] + 1)

@@ -149,19 +149,19 @@ def _unbroadcast(ins, attrs):
 
 def _bernoulli(ins, _attrs):
     (t,) = ins
-    return TensorType(F64, t.shape, t.batched)
+    return TensorType(F64, t.shape, True)  # samples are always per row, even from param logits
 
 
 def _categorical(ins, _attrs):
     (t,) = ins
     if t.rank < 1:
         raise GraphError("categorical logits need a last axis of classes")
-    return TensorType(I64, t.shape[:-1], t.batched)
+    return TensorType(I64, t.shape[:-1], True)
 
 
 def _normal(ins, _attrs):
-    shape, batched = _broadcast(ins, "normal(loc, scale)")
-    return TensorType(F64, shape, batched)
+    shape, _batched = _broadcast(ins, "normal(loc, scale)")
+    return TensorType(F64, shape, True)
 
 
 def _bernoulli_logp(ins, _attrs):
@@ -188,20 +188,32 @@ def _cost(ins, attrs):
     (t,) = ins
     if t.shape != ():
         raise GraphError(
-            f"cost {attrs.get('name')!r} must be a per-row scalar, got per-row shape {list(t.shape)}; "
+            f"a cost must be a per-row scalar, got per-row shape {list(t.shape)}; "
             "reduce it with .sum() or .mean()")
     return TensorType(F64, (), t.batched)
 
 
-def _hnca_affine_delta(ins, _attrs):
-    # (parent value h [n], weight W [n, m], child logits l [m], child value c [m]) -> [n]
-    h, w, logits, _c = ins
-    return TensorType(F64, h.shape, h.batched or logits.batched)
+def _hnca_affine_delta(ins, attrs):
+    # (parent value u [n], weight W [n, m], child logits l [m] or [K], child value c) -> [n]
+    u, w, logits, c = ins
+    if u.rank != 1 or w.shape != (u.shape[0], logits.shape[-1]) or logits.rank != 1:
+        raise GraphError(f"hnca_affine_delta: expected u[n], W[n,m], logits[m], got "
+                         f"{list(u.shape)}, {list(w.shape)}, {list(logits.shape)}")
+    return TensorType(F64, u.shape, True)
+
+
+def _hnca_onehot_loglik(ins, attrs):
+    # (parent value u [] int, weight W [K_u, m], child logits l [m], child value c) -> [K_u]
+    u, w, logits, _c = ins
+    if u.rank != 0 or u.dtype != I64 or w.rank != 2 or logits.rank != 1 or w.shape[1] != logits.shape[0]:
+        raise GraphError(f"hnca_onehot_loglik: expected u[] int, W[K,m], logits[m], got "
+                         f"{u.dtype}{list(u.shape)}, {list(w.shape)}, {list(logits.shape)}")
+    return TensorType(F64, (w.shape[0],), True)
 
 
 infer_rules: dict[Op, Rule] = {
     Op.INPUT: _leaf, Op.PARAM: _leaf, Op.CONST: _leaf, Op.EXTERNAL_COST: _leaf,
-    Op.STATE: _leaf, Op.NOISE_NORMAL: _leaf,
+    Op.STATE: _leaf, Op.NOISE_NORMAL: _leaf, Op.ROW_SCALE: _leaf,
     Op.NEG: _neg, Op.SQUARE: _float_unary, Op.CAST_F: _float_unary,
     **{op: _float_unary for op in (Op.EXP, Op.LOG, Op.SIGMOID, Op.TANH, Op.RELU, Op.SOFTPLUS,
                                    Op.LOG_SIGMOID, Op.SQRT, Op.STEP)},
@@ -216,7 +228,7 @@ infer_rules: dict[Op, Rule] = {
     Op.BERNOULLI_LOGP: _bernoulli_logp, Op.CATEGORICAL_LOGP: _categorical_logp,
     Op.NORMAL_LOGP: _bernoulli_logp,
     Op.COST: _cost, Op.STOP_GRADIENT: _marker, Op.LOO_BASELINE: _marker,
-    Op.HNCA_AFFINE_DELTA: _hnca_affine_delta, Op.HNCA_AFFINE_DELTA_CAT: _hnca_affine_delta,
+    Op.HNCA_AFFINE_DELTA: _hnca_affine_delta, Op.HNCA_ONEHOT_LOGLIK: _hnca_onehot_loglik,
 }
 
 

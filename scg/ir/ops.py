@@ -41,6 +41,7 @@ class Op(enum.Enum):
     EXTERNAL_COST = OpInfo("external_cost", Kind.LEAF, 0)
     STATE = OpInfo("state", Kind.LEAF, 0)           # estimator state (EMA baseline)
     NOISE_NORMAL = OpInfo("noise_normal", Kind.LEAF, 0)  # reparameterisation noise
+    ROW_SCALE = OpInfo("row_scale", Kind.LEAF, 0)   # 1 / (rows x draws): turns row sums into means
     # elementwise unary
     NEG = OpInfo("neg", Kind.UNARY, 1)
     EXP = OpInfo("exp", Kind.UNARY, 1)
@@ -91,8 +92,11 @@ class Op(enum.Enum):
     STOP_GRADIENT = OpInfo("stop_gradient", Kind.MARKER, 1)
     # estimator composites
     LOO_BASELINE = OpInfo("loo_baseline", Kind.CREDIT, 1)
+    # log L(u_i := 1) - log L(u_i := 0) for a Bernoulli parent u whose child's logits are affine
+    # in u: inputs (u, W, child logits, child value), attr child = "bernoulli" | "categorical"
     HNCA_AFFINE_DELTA = OpInfo("hnca_affine_delta", Kind.CREDIT, 4)
-    HNCA_AFFINE_DELTA_CAT = OpInfo("hnca_affine_delta_cat", Kind.CREDIT, 4)
+    # log L(u := v) - log L(u) for v in 0..K-1, categorical parent u entering as one_hot(u) @ W
+    HNCA_ONEHOT_LOGLIK = OpInfo("hnca_onehot_loglik", Kind.CREDIT, 4)
 
     @property
     def info(self) -> OpInfo:

@@ -1,0 +1,168 @@
+"""``scg.compile``: a model graph -> a callable gradient estimator.
+
+>>> import numpy as np, scg
+>>> g = scg.Graph("coin")
+>>> with g:
+...     phi = scg.param("phi", shape=())
+...     b = scg.sample("b", scg.Bernoulli(logits=phi))
+...     _ = scg.cost("c", (b - 0.45) ** 2)
+>>> est = scg.compile(g, estimator="reinforce", backend="numpy")
+>>> out = est({"phi": np.array(0.0)}, {}, seed=1, n_samples=4)
+>>> sorted(out.grads), out.samples["b"].shape
+(['phi'], (4, 1))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from scg.backends.registry import get_backend
+from scg.errors import InputError, ScgError
+from scg.estimators.derive import derive
+from scg.ir.graph import Graph
+from scg.ir.node import Node
+
+
+@dataclass
+class Result:
+    """One estimator call: ``grads`` estimates dJ/dparams; ``cost`` is the sampled mean total cost."""
+
+    grads: dict[str, np.ndarray]
+    cost: float
+    costs: dict[str, float]
+    samples: dict[str, np.ndarray]
+    n_rows: int
+    n_samples: int
+
+    def __repr__(self) -> str:
+        grads = ", ".join(f"{k}{list(v.shape)}" for k, v in self.grads.items())
+        return (f"Result(cost={self.cost:.6g}, rows={self.n_rows}, n_samples={self.n_samples}, "
+                f"grads=[{grads}], samples=[{', '.join(self.samples)}])")
+
+
+@dataclass
+class Run:
+    """Phase 1 of a two-phase call: samples drawn, external costs still to come."""
+
+    estimator: CompiledEstimator
+    params: Mapping[str, np.ndarray]
+    inputs: Mapping[str, np.ndarray]
+    call: dict[str, Any]
+    values: dict[int, np.ndarray]
+    samples: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def grads(self, external: Mapping[str, np.ndarray]) -> Result:
+        """Phase 2: supply every external cost (``(B,)``, or ``(K, B)`` with n_samples=K)."""
+        return self.estimator._finish(self, external)
+
+
+class CompiledEstimator:
+    """A derived estimator bound to a backend. Call it, or ``sample`` then ``grads``.
+
+    ``ir`` is the estimator graph (print it); ``model`` the user's graph;
+    ``assignment`` says which estimator serves each stochastic node; ``state``
+    holds the EMA baselines (``reset_baseline()`` clears them).
+    """
+
+    def __init__(self, model: Graph, estimator, backend: str, baseline: str | None, precision: str,
+                 ema_decay: float):
+        if not 0.0 <= ema_decay < 1.0:
+            raise ScgError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
+        self.model = model
+        self.backend = backend
+        self.precision = precision
+        self.ema_decay = ema_decay
+        derived = derive(model, estimator, baseline)
+        self.ir = derived.graph
+        self.assignment = derived.assignment
+        self.baseline = baseline
+        self._run = get_backend(backend)
+        self.state: dict[str, np.ndarray] = {}
+        self._ema_seen: set[str] = set()
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(f"{k}: {v}" for k, v in self.assignment.items())
+        return (f"<scg estimator for {self.model.name!r} ({kinds}); backend={self.backend!r}, "
+                f"baseline={self.baseline!r}, precision={self.precision!r}>")
+
+    def reset_baseline(self) -> None:
+        self.state.clear()
+        self._ema_seen.clear()
+
+    def _state(self) -> dict[str, np.ndarray]:
+        names = [k.removeprefix("ema/") for k in self.ir.outputs if k.startswith("ema/")]
+        return {n: self.state.get(n, np.zeros(())) for n in names}
+
+    def sample(self, params, inputs, *, seed: int = 0, n_samples: int = 1) -> Run:
+        """Draw the samples (phase 1); ``run.grads(external=...)`` finishes the call."""
+        call = {"seed": seed, "n_samples": n_samples, "precision": self.precision}
+        values = self._run(self.ir, params, inputs, state=self._state(), stop_at_external=True, **call)
+        run = Run(self, params, inputs, call, values)
+        run.samples = self._samples(values, n_samples)
+        return run
+
+    def __call__(self, params, inputs, *, seed: int = 0, n_samples: int = 1) -> Result:
+        if self.model.external_costs:
+            names = ", ".join(self.model.external_costs)
+            raise InputError(f"graph {self.model.name!r} has external costs ({names}); call "
+                             "run = est.sample(params, inputs, seed=...) and then run.grads(external={...})")
+        call = {"seed": seed, "n_samples": n_samples, "precision": self.precision}
+        values = self._run(self.ir, params, inputs, state=self._state(), **call)
+        return self._result(values, n_samples)
+
+    def _finish(self, run: Run, external: Mapping[str, np.ndarray]) -> Result:
+        overrides = {n: run.values[n.uid] for n in self.ir.nodes if n.uid in run.values}
+        values = self._run(self.ir, run.params, run.inputs, external=dict(external), state=self._state(),
+                           overrides=overrides, **run.call)
+        return self._result(values, run.call["n_samples"])
+
+    def _samples(self, values: dict[int, np.ndarray], k: int) -> dict[str, np.ndarray]:
+        out = {}
+        for key, node in self.ir.outputs.items():
+            if key.startswith("sample/") and node.uid in values:
+                out[key.removeprefix("sample/")] = _per_draw(values[node.uid], k)
+        return out
+
+    def _result(self, values: dict[int, np.ndarray], k: int) -> Result:
+        outs: dict[str, Node] = self.ir.outputs
+        grads, costs = {}, {}
+        for key, node in outs.items():
+            if key.startswith("grad/"):
+                grads[key.removeprefix("grad/")] = np.array(values[node.uid])
+            elif key.startswith("cost/"):
+                costs[key.removeprefix("cost/")] = float(np.mean(values[node.uid]))
+            elif key.startswith("ema/"):
+                self._update_ema(key.removeprefix("ema/"), values[node.uid])
+        n = next(iter(v.shape[0] for key, node in outs.items() if key.startswith("sample/")
+                      for v in [values[node.uid]]), k)
+        return Result(grads=grads, cost=float(values[outs["cost"].uid]), costs=costs,
+                      samples=self._samples(values, k), n_rows=n // k, n_samples=k)
+
+    def _update_ema(self, name: str, value: np.ndarray) -> None:
+        value = np.asarray(value, dtype=np.float64)
+        if name not in self._ema_seen:
+            self.state[name] = value
+            self._ema_seen.add(name)
+        else:
+            self.state[name] = self.ema_decay * self.state[name] + (1.0 - self.ema_decay) * value
+
+
+def _per_draw(value: np.ndarray, k: int) -> np.ndarray:
+    """``(K*B, ...)`` draw-major -> ``(B, ...)`` for K = 1, ``(K, B, ...)`` otherwise."""
+    if k == 1:
+        return value
+    return value.reshape((k, value.shape[0] // k) + value.shape[1:])
+
+
+def compile(graph: Graph, estimator="scg", backend: str = "numpy", baseline: str | None = None, *,  # noqa: A001
+            precision: str = "float64", ema_decay: float = 0.9) -> CompiledEstimator:
+    """Derive ``graph``'s gradient estimator as IR and bind it to a backend.
+
+    ``estimator``: ``"reinforce"``, ``"scg"``, ``"muprop"``, ``"hnca"``, or a dict
+    ``{"default": ..., "<node>": ...}``. ``baseline``: None, ``"ema"`` or ``"loo"``
+    (leave-one-out across ``n_samples`` draws of a row; needs ``n_samples >= 2``).
+    """
+    return CompiledEstimator(graph, estimator, backend, baseline, precision, ema_decay)

@@ -1,0 +1,212 @@
+"""Counterfactual evaluation for HNCA: a quantity re-computed with one unit set to each value.
+
+Three ways, cheapest first, each emitting IR (never Python closures):
+
+* **affine closed form** (Young 2022, sec. 4): when a child's logits are
+  ``+-(u @ W) + rest`` with ``rest`` independent of ``u``, flipping ``u_i`` shifts
+  child logit ``j`` by ``W_ij (v - u_i)``; one ``hnca_affine_delta`` node gives
+  ``log L(u_i := 1) - log L(u_i := 0)`` for all units at O(rows x parents x children)
+  cost, like a matmul, without a (rows x parents x children) tensor.
+* **sum-aggregated closed form** for a cost ``F(sum(E))``: when ``E`` is
+  elementwise in ``u`` (e.g. a sparsity penalty) or an affine-logit log-density
+  (e.g. a decoder likelihood), ``sum(E)`` with ``u_i := v`` is a vector over
+  ``i`` and the per-row-scalar ops of ``F`` are replayed on it by broadcasting.
+* **unrolled fallback**: the subgraph from ``u`` to the target is copied once
+  per (unit, value); only for small units, and the IR notes say so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scg.errors import EstimatorError
+from scg.ir.graph import Graph
+from scg.ir.node import Node
+from scg.ir.ops import STOCHASTIC_OPS, Kind, Op
+from scg.passes.rewrite import between, replay
+
+MAX_UNROLLED = 64  # counterfactual copies allowed per target in the fallback
+ELEMENTWISE = (Kind.UNARY, Kind.BINARY, Kind.TERNARY)
+
+
+def depends_on(u: Node, x: Node) -> bool:
+    """Whether ``x`` depends on ``u`` through deterministic ops only."""
+    stack, seen = [x], set()
+    while stack:
+        n = stack.pop()
+        if n is u:
+            return True
+        if id(n) in seen or n.op in STOCHASTIC_OPS:
+            continue
+        seen.add(id(n))
+        stack.extend(n.inputs)
+    return False
+
+
+def affine_weight(u: Node, logits: Node) -> tuple[Node, int] | None:
+    """``(W, sign)`` when ``logits = sign * (enc(u) @ W) + rest`` with rest independent of ``u``.
+
+    ``enc(u)`` is ``u`` itself for a Bernoulli unit and ``one_hot(u)`` for a categorical one.
+    """
+    node, sign = logits, 1
+    while True:
+        if node.op is Op.MATMUL:
+            x, w = node.inputs
+            enc_ok = x is u or (x.op is Op.ONE_HOT and x.inputs[0] is u and u.shape == ())
+            if enc_ok and not w.batched and w.rank == 2 and not depends_on(u, w) and x.rank == 1:
+                return w, sign
+            return None
+        if node.op in (Op.ADD, Op.SUB):
+            a, b = node.inputs
+            da, db = depends_on(u, a), depends_on(u, b)
+            if da == db:
+                return None
+            if db and node.op is Op.SUB:
+                sign = -sign
+            node = a if da else b
+        elif node.op is Op.NEG:
+            sign, node = -sign, node.inputs[0]
+        else:
+            return None
+
+
+def signed(graph: Graph, w: Node, sign: int, note: str) -> Node:
+    return w if sign > 0 else graph.add(Op.NEG, (w,), note=note)
+
+
+def unit_masks(graph: Graph, u: Node) -> list[Node]:
+    """One-hot float masks over ``u``'s elements (per-row shape ``u.shape``)."""
+    n = int(np.prod(u.shape))
+    masks = []
+    for i in range(n):
+        m = np.zeros(n)
+        m[i] = 1.0
+        m = m.reshape(u.shape)
+        m.setflags(write=False)
+        masks.append(graph.add(Op.CONST, (), {"value": m, "dtype": "f64", "shape": u.shape, "batched": False}))
+    return masks
+
+
+def const(graph: Graph, value: float, dtype: str = "f64") -> Node:
+    v = np.float64(value) if dtype == "f64" else np.int64(value)
+    return graph.add(Op.CONST, (), {"value": v, "dtype": dtype, "shape": (), "batched": False})
+
+
+def unrolled(graph: Graph, u: Node, values: list[Node], targets: list[Node], note: str) -> list[list[Node]]:
+    """``targets`` recomputed with ``u`` replaced by each of ``values`` (copies of the subgraph)."""
+    only = between([u], targets)
+    out = []
+    for v in values:
+        subst = replay(graph, list(graph.nodes), {id(u): v}, only=only, note=note)
+        out.append([subst.get(id(t), t) for t in targets])
+    return out
+
+
+def bernoulli_flips(graph: Graph, u: Node, targets: list[Node], note: str) -> list[tuple[Node, Node]]:
+    """For each per-row scalar target: vectors over units of its value with u_i := 0 and u_i := 1."""
+    n = int(np.prod(u.shape))
+    if 2 * n > MAX_UNROLLED:
+        raise EstimatorError(
+            f"hnca: {u.label()} has {n} units and a child or cost with no closed form; re-evaluating it "
+            f"{2 * n} times is too costly. Make the child's logits affine in {u.name} (h @ W + b), "
+            f"or use estimator={{{u.name!r}: 'reinforce'}}")
+    masks = unit_masks(graph, u)
+    zero, one = const(graph, 0.0), const(graph, 1.0)
+    values = [graph.add(Op.WHERE, (m, v, u), note=note) for m in masks for v in (zero, one)]
+    copies = unrolled(graph, u, values, targets, note)
+    result = []
+    for t in range(len(targets)):
+        vecs = []
+        for v in range(2):
+            acc = None
+            for i, m in enumerate(masks):
+                term = graph.add(Op.MUL, (m, copies[2 * i + v][t]), note=note)
+                acc = term if acc is None else graph.add(Op.ADD, (acc, term), note=note)
+            vecs.append(acc)
+        result.append((vecs[0], vecs[1]))
+    return result
+
+
+def categorical_values(graph: Graph, u: Node, k: int, targets: list[Node], note: str) -> list[Node]:
+    """For each per-row scalar target: a (K,) vector of its value with u := v."""
+    if k > MAX_UNROLLED:
+        raise EstimatorError(f"hnca: {u.label()} has {k} classes; the unrolled counterfactual is limited to "
+                             f"{MAX_UNROLLED}. Use estimator={{{u.name!r}: 'reinforce'}}")
+    values = [graph.add(Op.BROADCAST_TO, (const(graph, v, "i64"),), {"shape": (), "batched": True}, note=note)
+              for v in range(k)]
+    copies = unrolled(graph, u, values, targets, note)
+    masks = [const_vector(graph, k, v) for v in range(k)]
+    result = []
+    for t in range(len(targets)):
+        acc = None
+        for v in range(k):
+            term = graph.add(Op.MUL, (masks[v], copies[v][t]), note=note)
+            acc = term if acc is None else graph.add(Op.ADD, (acc, term), note=note)
+        result.append(acc)
+    return result
+
+
+def const_vector(graph: Graph, k: int, hot: int) -> Node:
+    m = np.zeros(k)
+    m[hot] = 1.0
+    m.setflags(write=False)
+    return graph.add(Op.CONST, (), {"value": m, "dtype": "f64", "shape": (k,), "batched": False})
+
+
+def aggregated_flips(graph: Graph, u: Node, cost: Node, note: str) -> tuple[Node, Node] | None:
+    """Closed-form (c(u_i:=0), c(u_i:=1)) vectors for ``cost = F(sum(E))``, or None.
+
+    Walks from the cost through per-row-scalar ops to the one SUM that sees ``u``;
+    ``E`` must be elementwise in ``u`` with ``u``'s shape, or an affine-logit
+    Bernoulli log-density ``bernoulli_logp(+-(u @ W) + rest, x)``.
+    """
+    node = cost.inputs[0]
+    while node.shape == () and node.op is not Op.SUM:
+        dep = [x for x in node.inputs if depends_on(u, x)]
+        if len(dep) != 1 or node.op.kind not in ELEMENTWISE:
+            return None
+        node = dep[0]
+    if node.op is not Op.SUM or node.shape != ():
+        return None
+    agg, expr = node, node.inputs[0]
+    zero, one = const(graph, 0.0), const(graph, 1.0)
+    if expr.op is Op.BERNOULLI_LOGP and not depends_on(u, expr.inputs[1]) and u.op is Op.BERNOULLI:
+        found = affine_weight(u, expr.inputs[0])
+        if found is None or expr.shape != expr.inputs[0].shape:
+            return None
+        w = signed(graph, found[0], found[1], note)
+        delta = graph.add(Op.HNCA_AFFINE_DELTA, (u, w, expr.inputs[0], expr.inputs[1]), {"child": "bernoulli"},
+                          note=note)
+        # sum(E) with u_i := v equals agg + (v - u_i) * delta_i
+        flipped = [graph.add(Op.ADD, (agg, graph.add(Op.MUL, (graph.add(Op.SUB, (v, u), note=note), delta),
+                                                            note=note)), note=note) for v in (zero, one)]
+    elif expr.shape == u.shape and _elementwise_in(u, expr):
+        only = between([u], [expr])
+        flipped = []
+        for v in (zero, one):
+            full = graph.add(Op.BROADCAST_TO, (v,), {"shape": u.shape, "batched": True}, note=note)
+            e_v = replay(graph, list(graph.nodes), {id(u): full}, only=only, note=note)[id(expr)]
+            # sum(E) with u_i := v equals agg - E_i + E_v,i
+            flipped.append(graph.add(Op.ADD, (agg, graph.add(Op.SUB, (e_v, expr), note=note)), note=note))
+    else:
+        return None
+    only = between([agg], [cost])
+    outs = []
+    for f in flipped:
+        subst = replay(graph, list(graph.nodes), {id(agg): f}, only=only, note=note)
+        outs.append(subst[id(cost)])
+    return outs[0], outs[1]
+
+
+def _elementwise_in(u: Node, expr: Node) -> bool:
+    """Whether every node between ``u`` and ``expr`` is elementwise and keeps ``u``'s shape."""
+    stack, seen = [expr], set()
+    while stack:
+        n = stack.pop()
+        if n is u or id(n) in seen or not depends_on(u, n):
+            continue
+        seen.add(id(n))
+        if n.op.kind not in ELEMENTWISE or n.shape != u.shape:
+            return False
+        stack.extend(n.inputs)
+    return True

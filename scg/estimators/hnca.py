@@ -1,0 +1,149 @@
+"""Hindsight Network Credit Assignment, HNCA (Young 2022, arXiv 2110.07700, Alg. 1 and sec. 5).
+
+For a discrete unit ``u`` with policy ``pi(u | pa)`` and realised stochastic
+children ``c``, the likelihood of the children under ``u := v`` is
+``L(v) = prod_k pi_k(c_k | pa_k with u := v)`` and the hindsight posterior is
+``qhat(v) = pi(v) L(v) / sum_v' pi(v') L(v')`` (computed in log space). The
+credit of ``u`` is ``sum_v qhat(v) d log pi(v)/dtheta (R - b)``; for a Bernoulli
+unit with logit ``l`` that is ``(qhat(1) - sigmoid(l)) (R - b)`` on ``l``, where
+``qhat(1) = sigmoid(l + log L(1) - log L(0))``. ``R`` holds the costs that ``u``
+reaches only through its children. HNCA is REINFORCE Rao-Blackwellised over
+``u`` given its Markov blanket: unbiased, and never of larger variance.
+
+f-HNCA (Young 2022, sec. 5): a cost ``f`` that depends on ``u`` directly is
+re-evaluated with ``u := v`` and contributes ``sum_v w(v) d log pi(v)/dtheta f(v)``
+with ``w = pi`` when ``f`` sees no descendant of ``u`` (an exact local sum) and
+``w = qhat`` when it also depends on ``u``'s children.
+
+``qhat`` is always stop-gradient (without it the estimate is biased). A unit
+whose direct costs cannot be re-evaluated (black-box or external) gets the
+score function, as the paper does for its output unit.
+"""
+
+from __future__ import annotations
+
+from scg.estimators import counterfactual as cf
+from scg.estimators import score_function
+from scg.estimators.base import SurrogateBuilder, describe_costs
+from scg.ir.node import Node
+from scg.ir.ops import Op
+from scg.passes.dependencies import SiteInfo
+
+
+def _opaque(info: SiteInfo) -> list[Node]:
+    return [c for c in info.direct_costs if c.op is Op.EXTERNAL_COST or c.attrs.get("blackbox")]
+
+
+def derive_site(builder: SurrogateBuilder, info: SiteInfo) -> None:
+    opaque = _opaque(info)
+    if opaque or not info.downstream_costs:
+        reason = f"cost {opaque[0].name!r} depends directly on it and cannot be re-evaluated" if opaque else ""
+        return score_function.derive_site(builder, info, label=f"hnca -> score function{' (' + reason + ')' if reason else ''}")
+    if info.node.op is Op.BERNOULLI:
+        _bernoulli(builder, info)
+    else:
+        _categorical(builder, info)
+
+
+def _indirect(info: SiteInfo) -> tuple[Node, ...]:
+    direct = {id(c) for c in info.direct_costs}
+    return tuple(c for c in info.downstream_costs if id(c) not in direct)
+
+
+def _sees_descendants(builder: SurrogateBuilder, info: SiteInfo, cost: Node) -> bool:
+    return any(cost in builder.deps[ch.name].downstream_costs for ch in info.children)
+
+
+def _child_logp(builder: SurrogateBuilder, child: Node, note: str) -> Node:
+    return builder.row_total(builder.logp(child, note=note), note=note)
+
+
+def _bernoulli(b: SurrogateBuilder, info: SiteInfo) -> None:
+    u, g = info.node, b.graph
+    indirect = _indirect(info)
+    note = (f"hnca for {info.name}: children {', '.join(c.name for c in info.children) or 'none'}; "
+            f"R = {describe_costs(indirect)}; f-HNCA on {describe_costs(info.direct_costs)}")
+    logits = u.inputs[0]
+    sigma = b.add(Op.SIGMOID, logits, note=note)
+    delta = None  # log L(u_i := 1) - log L(u_i := 0), per unit
+    for child in info.children:
+        found = cf.affine_weight(u, child.inputs[0]) if child.op in (Op.BERNOULLI, Op.CATEGORICAL) else None
+        if found is not None and child.inputs[0].rank == 1:
+            w = cf.signed(g, found[0], found[1], note)
+            kind = "bernoulli" if child.op is Op.BERNOULLI else "categorical"
+            d = b.add(Op.HNCA_AFFINE_DELTA, u, w, child.inputs[0], child, child=kind,
+                      note=f"{note} (closed form, child {child.name})")
+        else:
+            fallback = f"{note} (unrolled counterfactual, child {child.name})"
+            ((l0, l1),) = cf.bernoulli_flips(g, u, [_child_logp(b, child, fallback)], fallback)
+            d = b.add(Op.SUB, l1, l0, note=fallback)
+        delta = d if delta is None else b.add(Op.ADD, delta, d, note=note)
+    q1 = sigma if delta is None else b.sg(b.add(Op.SIGMOID, b.add(Op.ADD, logits, delta, note=note), note=note),
+                                          note=note)
+    credit = None
+    if indirect:
+        r = b.centered(info, b.qhat(info, indirect, note=note), note)
+        credit = b.add(Op.MUL, b.add(Op.SUB, q1, sigma, note=note), r, note=note)
+    for cost in info.direct_costs:
+        cnote = f"{note} (f-HNCA, cost {cost.name})"
+        flips = cf.aggregated_flips(g, u, cost, cnote) or cf.bernoulli_flips(g, u, [cost], cnote)[0]
+        c0, c1 = flips
+        w1 = q1 if _sees_descendants(b, info, cost) else sigma
+        # sum_v w(v) (v - sigma) c(v) = w1 (1 - sigma) c1 - (1 - w1) sigma c0
+        one = b.const(1.0)
+        part1 = b.add(Op.MUL, b.add(Op.MUL, w1, b.add(Op.SUB, one, sigma, note=cnote), note=cnote), c1, note=cnote)
+        part0 = b.add(Op.MUL, b.add(Op.MUL, b.add(Op.SUB, one, w1, note=cnote), sigma, note=cnote), c0, note=cnote)
+        term = b.add(Op.SUB, part1, part0, note=cnote)
+        credit = term if credit is None else b.add(Op.ADD, credit, term, note=cnote)
+    _credit_term(b, logits, credit, note)
+
+
+def _categorical(b: SurrogateBuilder, info: SiteInfo) -> None:
+    u, g = info.node, b.graph
+    logits = u.inputs[0]
+    k = logits.shape[-1]
+    if u.shape != ():
+        return score_function.derive_site(
+            b, info, label=f"hnca -> score function ({info.name} has several categorical elements per row)")
+    indirect = _indirect(info)
+    note = (f"hnca for {info.name}: children {', '.join(c.name for c in info.children) or 'none'}; "
+            f"R = {describe_costs(indirect)}; f-HNCA on {describe_costs(info.direct_costs)}")
+    probs = b.add(Op.SOFTMAX, logits, axis=0, note=note)
+    loglik = None  # log L(u := v) - log L(u), per value v
+    for child in info.children:
+        found = cf.affine_weight(u, child.inputs[0]) if child.op in (Op.BERNOULLI, Op.CATEGORICAL) else None
+        if found is not None and child.inputs[0].rank == 1:
+            w = cf.signed(g, found[0], found[1], note)
+            kind = "bernoulli" if child.op is Op.BERNOULLI else "categorical"
+            d = b.add(Op.HNCA_ONEHOT_LOGLIK, u, w, child.inputs[0], child, child=kind,
+                      note=f"{note} (closed form, child {child.name})")
+        else:
+            fallback = f"{note} (unrolled counterfactual, child {child.name})"
+            (d,) = cf.categorical_values(g, u, k, [_child_logp(b, child, fallback)], fallback)
+        loglik = d if loglik is None else b.add(Op.ADD, loglik, d, note=note)
+    if loglik is None:
+        qhat = probs
+    else:
+        post = b.add(Op.ADD, b.add(Op.LOG_SOFTMAX, logits, axis=0, note=note), loglik, note=note)
+        qhat = b.sg(b.add(Op.SOFTMAX, post, axis=0, note=note), note=note)
+    credit = None
+    if indirect:
+        r = b.centered(info, b.qhat(info, indirect, note=note), note)
+        credit = b.add(Op.MUL, b.add(Op.SUB, qhat, probs, note=note), r, note=note)
+    for cost in info.direct_costs:
+        cnote = f"{note} (f-HNCA, cost {cost.name})"
+        (values,) = cf.categorical_values(g, u, k, [cost], cnote)
+        w = qhat if _sees_descendants(b, info, cost) else probs
+        # sum_v w(v) (e_v - p) c(v) = w * c - p * sum_v w(v) c(v)
+        wc = b.add(Op.MUL, w, values, note=cnote)
+        mean = b.add(Op.SUM, wc, axes=(0,), keepdims=True, note=cnote)
+        term = b.add(Op.SUB, wc, b.add(Op.MUL, probs, mean, note=cnote), note=cnote)
+        credit = term if credit is None else b.add(Op.ADD, credit, term, note=cnote)
+    _credit_term(b, logits, credit, note)
+
+
+def _credit_term(b: SurrogateBuilder, logits: Node, credit: Node | None, note: str) -> None:
+    """Surrogate ``sum(logits * sg(credit))``: its gradient puts ``credit`` on the logits."""
+    if credit is None:
+        return
+    b.terms.append(b.row_total(b.add(Op.MUL, logits, b.sg(credit, note=note), note=note), note=note))
