@@ -134,15 +134,16 @@ def _row_scale(node, _args, env):
     return np.full(full_shape(node.shape, node.batched, env), 1.0 / env.n, dtype=env.dtype)
 
 
-def per_draw(env: Env, draw_fn: Callable[[int, slice], np.ndarray]) -> np.ndarray:
-    """Concatenate ``draw_fn(k, rows of draw k)`` over draws k: the draw-major row layout."""
-    b = env.n_rows
-    return np.concatenate([draw_fn(k, slice(k * b, (k + 1) * b)) for k in range(env.n_samples)], axis=0)
+def draw_layout(env: Env) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row ``(draw, row)`` indices of the draw-major layout: row r is draw r // B of row r % B."""
+    r = np.arange(env.n, dtype=np.int64)
+    return r // env.n_rows, r % env.n_rows
 
 
 def normal_noise(shape: tuple[int, ...], site: int, env: Env) -> np.ndarray:
     """Standard normal noise (env.n, *shape) of a site, drawn in float64 then cast to env.dtype."""
-    z = per_draw(env, lambda k, _rows: rng.normal((env.n_rows, *shape), env.seed, site, k))
+    draws, rows = draw_layout(env)
+    z = rng.normal((env.n, *shape), env.seed, site, draws, rows)
     return z.astype(env.dtype, copy=False)
 
 
@@ -256,17 +257,19 @@ def _unbroadcast(node, args, _env):
 
 # -- stochastic ----------------------------------------------------------------------
 def _bernoulli(node, args, env):
-    """Bernoulli(sigmoid(logits)) per draw k on rows k*B:(k+1)*B, in float64 (rng.bernoulli)."""
+    """Bernoulli(sigmoid(logits)), in float64 (rng.bernoulli), every draw in one call."""
     site = node.attrs["site"]
     logits = to_full(np.asarray(args[0], np.float64), node.inputs[0].batched, node.shape, True, env)
-    return per_draw(env, lambda k, rows: rng.bernoulli(logits[rows], env.seed, site, k)).astype(env.dtype)
+    draws, rows = draw_layout(env)
+    return rng.bernoulli(logits, env.seed, site, draws, rows).astype(env.dtype)
 
 
 def _categorical(node, args, env):
     """Categorical(softmax(logits)) over the last axis, per draw k (rng.categorical)."""
     site, t = node.attrs["site"], node.inputs[0]
     logits = to_full(np.asarray(args[0], np.float64), t.batched, node.shape + t.shape[-1:], True, env)
-    return per_draw(env, lambda k, rows: rng.categorical(logits[rows], env.seed, site, k))
+    draws, rows = draw_layout(env)
+    return rng.categorical(logits, env.seed, site, draws, rows)
 
 
 def _normal(node, args, env):

@@ -254,10 +254,21 @@ def uniform_pair(seed, site, draw, rows, elements):
 
 
 def _row_uniforms(batch, n_elements, seed, site, draw, row_offset):
-    """(u1, u2), each of shape (batch, n_elements), for rows row_offset.. ."""
-    if row_offset < 0 or row_offset + batch > 2**32:
-        raise ValueError("rows must lie in [0, 2**32)")
-    rows = np.arange(batch, dtype=np.int64) + row_offset
+    """(u1, u2), each of shape (batch, n_elements), for rows row_offset.. .
+
+    ``draw`` is an int, or an int array of shape (batch,) giving each row's draw;
+    ``row_offset`` is an int, or an int array of shape (batch,) of row indices.
+    One vectorised Philox call serves every draw of a multi-draw batch.
+    """
+    if np.ndim(row_offset):
+        rows = np.asarray(row_offset, dtype=np.int64)
+    else:
+        if row_offset < 0 or row_offset + batch > 2**32:
+            raise ValueError("rows must lie in [0, 2**32)")
+        rows = np.arange(batch, dtype=np.int64) + row_offset
+    draw = np.asarray(draw, dtype=np.int64)
+    if draw.ndim:
+        draw = draw[:, None]
     elements = np.arange(n_elements, dtype=np.int64)
     return uniform_pair(seed, site, draw, rows[:, None], elements[None, :])
 

@@ -7,7 +7,8 @@ are unique within a graph and are what errors, printouts and results use.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from scg.dsl import context
 from scg.dsl.distributions import Distribution, sample_node_inputs
@@ -44,7 +45,7 @@ def _check_dtype(dtype: Any, name: str) -> str:
         raise GraphError(f"input {name!r}: {e}") from None
 
 
-def input(name: str, shape: Any = (), dtype: Any = "float64") -> Value:  # noqa: A001
+def input(name: str, shape: Any = (), dtype: Any = "float64") -> Value:
     """A per-row data input; the batch axis is implicit (arrays are ``(B, *shape)``).
 
     >>> import scg

@@ -10,10 +10,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from scg.dsl import math as sm
 from scg.dsl.value import Value, _graph_of, apply, as_node
 from scg.errors import GraphError
 from scg.ir.ops import Op
+from scg.ir.types import broadcast_shapes
 
 
 class Distribution:
@@ -50,6 +53,7 @@ class Bernoulli(Distribution):
     def __init__(self, logits: Any = None, probs: Any = None):
         if (logits is None) == (probs is None):
             raise GraphError("Bernoulli takes exactly one of logits= or probs=")
+        self.probs = probs
         if probs is not None:
             logits = sm.log(probs) - sm.log(1.0 - probs)
         self.logits = logits
@@ -65,6 +69,8 @@ class Bernoulli(Distribution):
 
     @property
     def mean(self):
+        if self.probs is not None:  # exact, rather than sigmoid(log p - log(1 - p))
+            return _broadcast_like(self.probs, self.probs)
         return sm.sigmoid(self.logits)
 
 
@@ -108,11 +114,29 @@ class Normal(Distribution):
         return apply(Op.NORMAL_LOGP, self.loc, self.scale, value)
 
     def entropy(self):
-        return 0.5 * math.log(2 * math.pi * math.e) + sm.log(self.scale) + 0.0 * self.loc
+        return _broadcast_like(0.5 * math.log(2 * math.pi * math.e) + sm.log(self.scale), self.loc, self.scale)
 
     @property
     def mean(self):
-        return self.loc + 0.0 * self.scale
+        return _broadcast_like(self.loc, self.loc, self.scale)
+
+
+def _broadcast_like(x: Any, *params: Any) -> Value:
+    """``x`` as a Value with the broadcast type of ``params`` (itself when it already has it).
+
+    A distribution's entropy and mean have the type of its samples' per-row
+    distribution, even where the formula ignores a parameter (the Normal's
+    entropy does not depend on ``loc``).
+    """
+    kinds = [(p.shape, p.node.batched) if isinstance(p, Value) else (np.shape(p), False) for p in params]
+    shape = broadcast_shapes(*(k[0] for k in kinds))
+    if shape is None:
+        shapes = " and ".join(str(list(k[0])) for k in kinds)
+        raise GraphError(f"distribution parameters of per-row shapes {shapes} do not broadcast")
+    batched = any(k[1] for k in kinds)
+    if isinstance(x, Value) and x.shape == shape and x.node.batched == batched:
+        return x
+    return apply(Op.BROADCAST_TO, x, shape=shape, batched=batched)
 
 
 def sample_node_inputs(dist: Distribution):

@@ -47,7 +47,7 @@ def _rank(x: Any) -> int:
     return len(x.shape) if isinstance(x, Value) else len(getattr(x, "shape", ()))
 
 
-def sum(x: Any, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Value:  # noqa: A001
+def sum(x: Any, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Value:
     """Sum over per-row axes (all by default)."""
     return apply(Op.SUM, x, axes=axes_of(x, axis, "sum"), keepdims=bool(keepdims))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 import numpy as np
 
 from scg.dsl import context
@@ -26,7 +28,7 @@ class Graph(IRGraph):
         super().__init__(name)
         self.param_inits: dict[str, object] = {}
 
-    def __enter__(self) -> Graph:
+    def __enter__(self) -> Self:
         context.push(self)
         return self
 

@@ -22,7 +22,7 @@ from scg.ir.types import F64, I64, normalize_axes
 class Value:
     """A node of a graph under construction, with NumPy-like operators."""
 
-    __slots__ = ("node", "graph")
+    __slots__ = ("graph", "node")
     __array_priority__ = 1000  # make ndarray + Value dispatch to Value.__radd__
 
     def __init__(self, node: Node, graph: Graph):

@@ -53,7 +53,7 @@ def affine_weight(u: Node, logits: Node) -> tuple[Node, int] | None:
         if node.op is Op.MATMUL:
             x, w = node.inputs
             enc_ok = x is u or (x.op is Op.ONE_HOT and x.inputs[0] is u and u.shape == ())
-            if enc_ok and not w.batched and w.rank == 2 and not depends_on(u, w) and x.rank == 1:
+            if enc_ok and not w.batched and len(w.shape) == 2 and not depends_on(u, w) and len(x.shape) == 1:
                 return w, sign
             return None
         if node.op in (Op.ADD, Op.SUB):

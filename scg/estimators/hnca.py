@@ -68,7 +68,7 @@ def _bernoulli(b: SurrogateBuilder, info: SiteInfo) -> None:
     delta = None  # log L(u_i := 1) - log L(u_i := 0), per unit
     for child in info.children:
         found = cf.affine_weight(u, child.inputs[0]) if child.op in (Op.BERNOULLI, Op.CATEGORICAL) else None
-        if found is not None and child.inputs[0].rank == 1:
+        if found is not None and len(child.inputs[0].shape) == 1:
             w = cf.signed(g, found[0], found[1], note)
             kind = "bernoulli" if child.op is Op.BERNOULLI else "categorical"
             d = b.add(Op.HNCA_AFFINE_DELTA, u, w, child.inputs[0], child, child=kind,
@@ -112,7 +112,7 @@ def _categorical(b: SurrogateBuilder, info: SiteInfo) -> None:
     loglik = None  # log L(u := v) - log L(u), per value v
     for child in info.children:
         found = cf.affine_weight(u, child.inputs[0]) if child.op in (Op.BERNOULLI, Op.CATEGORICAL) else None
-        if found is not None and child.inputs[0].rank == 1:
+        if found is not None and len(child.inputs[0].shape) == 1:
             w = cf.signed(g, found[0], found[1], note)
             kind = "bernoulli" if child.op is Op.BERNOULLI else "categorical"
             d = b.add(Op.HNCA_ONEHOT_LOGLIK, u, w, child.inputs[0], child, child=kind,

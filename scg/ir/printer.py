@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
     from scg.ir.node import Node
 
 _HIDDEN_ATTRS = {"dtype", "shape", "batched", "value", "site", "name"}
-# bare names: identifier-like, may contain . / - (e.g. "layer1/W"); never starting with a digit or sign,
-# so they cannot be mistaken for inline constants
+# bare names: identifier-like, may contain . / - (e.g. "layer1/W"); never starting with a digit or sign
+# (nor nan/inf), so they cannot be mistaken for inline constants
 _SIMPLE_NAME = re.compile(r"(?!\d)[\w./-]+\Z")
 _ARRAY_INLINE_MAX = 8  # array constants up to this size print in full
 
@@ -45,9 +46,11 @@ PpRule = Callable[["Node", dict[int, str]], list[str]]
 
 def display_name(name: str) -> str:
     """A user name as it appears in IR text: bare when identifier-like, else JSON-quoted."""
-    if _SIMPLE_NAME.match(name) and not name.startswith("-"):
+    if _SIMPLE_NAME.match(name) and not name.startswith("-") and name not in ("nan", "inf"):
         return name
-    return json.dumps(name, ensure_ascii=False)
+    quoted = json.dumps(name, ensure_ascii=False)
+    # json leaves e.g. U+0085 and U+2028 raw, and str.splitlines breaks lines on them
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in quoted)
 
 
 def _fmt_value(v: Any) -> str:

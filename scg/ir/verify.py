@@ -9,8 +9,9 @@ line that created it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from scg.errors import GraphError
 from scg.ir.infer import infer_type

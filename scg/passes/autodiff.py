@@ -44,10 +44,16 @@ def _materialise(graph: Graph, node: Node) -> Node:
     return node
 
 
+def _unwrap(x: object) -> object:
+    """Accept DSL values (``scg.Value``) where nodes are expected."""
+    node = getattr(x, "node", None)
+    return node if isinstance(node, Node) else x
+
+
 def _check(graph: Graph, loss: Node, wrt: list[Node]) -> None:
     for n in [loss, *wrt]:
         if not isinstance(n, Node):
-            raise GraphError(f"grad: expected IR nodes (use value.node for DSL values), got {n!r}")
+            raise GraphError(f"grad: expected IR nodes or scg values, got {n!r}")
         if not graph.contains(n):
             raise GraphError(f"grad: {n.label()} is not a node of graph {graph.name!r}")
     if loss.shape != () or loss.dtype != F64:
@@ -64,7 +70,7 @@ def grad(graph: Graph, loss: Node, wrt: Iterable[Node], *, note: str | None = No
     batchedness (gradients w.r.t. unbatched nodes are summed over rows). A wrt
     node the loss does not depend on gets zeros. ``graph`` is not modified.
     """
-    wrt = list(wrt)
+    loss, wrt = _unwrap(loss), [_unwrap(w) for w in wrt]
     _check(graph, loss, wrt)
     out = graph.derive()
     out.outputs = dict(graph.outputs)

@@ -127,27 +127,30 @@ def _fill(node: Node) -> float | None:
     return float(first) if np.all(value == first) else None
 
 
+def _first_of_type(node: Node, *candidates: Node | None) -> Node | None:
+    return next((c for c in candidates if c is not None and c.type == node.type), None)
+
+
 def _fold(node: Node, ins: tuple[Node, ...], out: Graph) -> Node | None:
     op = node.op
     if op in (Op.ADD, Op.SUB, Op.MUL, Op.DIV):
         a, b = ins
         fa, fb = _fill(a), _fill(b)
         if op is Op.ADD:
-            return b if fa == 0.0 else a if fb == 0.0 else None
+            return _first_of_type(node, b if fa == 0.0 else None, a if fb == 0.0 else None)
         if op is Op.SUB:
             return a if fb == 0.0 else None
         if op is Op.DIV:
             return a if fb == 1.0 else None
-        if fa == 1.0 or fb == 1.0:
-            return b if fa == 1.0 else a
+        one = _first_of_type(node, b if fa == 1.0 else None, a if fb == 1.0 else None)
         zero = a if fa == 0.0 else b if fb == 0.0 else None
-        # x * 0 -> 0 (assumes x finite, as every autodiff simplifier does)
-        if zero is not None and zero.dtype == node.dtype:
+        # x * 0 -> 0 (assumes x finite, as autodiff simplifiers do)
+        if one is None and zero is not None and zero.dtype == node.dtype:
             if zero.type == node.type:
                 return zero
             return out.add(Op.BROADCAST_TO, (zero,), {"shape": node.shape, "batched": node.batched},
                            origin=node.origin, note=node.note)
-        return None
+        return one
     if op in (Op.NEG, Op.STOP_GRADIENT) and ins[0].op is op:
         return ins[0].inputs[0] if op is Op.NEG else ins[0]
     if op in (Op.BROADCAST_TO, Op.UNBROADCAST, Op.RESHAPE) and ins[0].type == node.type:

@@ -190,7 +190,8 @@ def _take(b, n, g):
 
 def _categorical_logp(b, n, g):
     logits, v = n.inputs
-    centred = b.sub(b.add(Op.ONE_HOT, (v,), depth=logits.shape[-1]), b.add(Op.SOFTMAX, (logits,), axis=logits.type.rank - 1))
+    probs = b.add(Op.SOFTMAX, (logits,), axis=logits.type.rank - 1)
+    centred = b.sub(b.add(Op.ONE_HOT, (v,), depth=logits.shape[-1]), probs)
     return (b.mul(b.reshape(g, g.shape + (1,)), centred), None)
 
 

@@ -58,7 +58,7 @@ def test_declaring_outside_a_graph(call):
 
 
 def test_sample_and_cost_need_the_graph_block():
-    g, x = graph_with_x()
+    _g, x = graph_with_x()
     with pytest.raises(GraphError, match=r"scg.sample\(\.\.\.\) must be called inside"):
         scg.sample("h", scg.Bernoulli(logits=x))
     with pytest.raises(GraphError, match=r"scg.cost\(\.\.\.\) must be called inside"):
@@ -230,7 +230,7 @@ def test_combining_values_of_two_graphs():
 
 
 def test_ir_graph_rejects_foreign_nodes():
-    g1, x = graph_with_x()
+    _g1, x = graph_with_x()
     g2 = scg.Graph("g2")
     with pytest.raises(GraphError, match="belongs to another graph"):
         g2.add(Op.EXP, [x.node])
@@ -239,7 +239,7 @@ def test_ir_graph_rejects_foreign_nodes():
 # -- operators ----------------------------------------------------------------
 
 def test_bool_raises():
-    g, x = graph_with_x()
+    _g, x = graph_with_x()
     with pytest.raises(GraphError, match=r"'x' is a symbolic scg value.*scg.where"):
         bool(x)
     with pytest.raises(GraphError):
@@ -248,7 +248,7 @@ def test_bool_raises():
 
 
 def test_numpy_operands():
-    g, x = graph_with_x()
+    _g, x = graph_with_x()
     for v in (np.ones(3) + x, x + np.ones(3), np.float64(2.0) * x, np.int64(2) * x, np.ones((2, 3)) * x,
               np.arange(3.0) @ (x * 1.0), np.eye(3) @ x):
         assert isinstance(v, scg.Value), type(v)
@@ -263,7 +263,7 @@ def test_numpy_operands():
 
 def test_constants_are_frozen_copies():
     arr = np.ones(3)
-    g, x = graph_with_x()
+    _g, x = graph_with_x()
     v = arr + x
     arr[0] = 7.0
     assert v.node.inputs[0].attrs["value"][0] == 1.0
@@ -272,7 +272,7 @@ def test_constants_are_frozen_copies():
 
 
 def test_constant_dtypes():
-    g, x = graph_with_x()
+    _g, x = graph_with_x()
     assert (x + 1).node.inputs[1].dtype == "i64"
     assert (x + 1.0).node.inputs[1].dtype == "f64"
     assert (x + True).node.inputs[1].dtype == "f64"
@@ -298,7 +298,7 @@ def test_comparisons_are_symbolic():
 
 
 def test_powers():
-    g, x = graph_with_x()
+    _g, x = graph_with_x()
     assert (x ** 2).node.op is Op.SQUARE
     assert (x ** 0.5).node.op is Op.SQRT
     assert (x ** 1) is x

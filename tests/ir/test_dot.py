@@ -6,6 +6,8 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import scg
 from scg.ir import Op
@@ -83,7 +85,7 @@ def test_shapes_follow_the_scg_convention():
 
 
 def test_scalar_constants_fold_into_labels():
-    nodes, edges = parse_dot(model().to_dot())
+    nodes, _edges = parse_dot(model().to_dot())
     labels = [unquote(a["label"]) for a in nodes.values()]
     assert "z\nnormal[site=z] 1.0 f64[B,2]" in labels
     assert "t4\nmul 0.5 f64[B]" in labels
@@ -132,3 +134,16 @@ def test_parses_with_pydot_when_available():
     pydot = pytest.importorskip("pydot")
     (parsed,) = pydot.graph_from_dot_data(model().to_dot())
     assert len(parsed.get_nodes()) >= 9
+
+
+@given(name=st.text(min_size=1, max_size=12))
+@settings(max_examples=200, deadline=None)
+def test_any_name_gives_valid_dot(name):
+    g = scg.Graph(name)
+    with g:
+        x = scg.input(name, shape=(2,))
+        scg.cost(name + "!", x.sum())
+    nodes, edges = parse_dot(g.to_dot())
+    assert len(nodes) == 3 and len(edges) == 2
+    shown = "".join("\n" if c in "\r\n" else " " if ord(c) < 32 or ord(c) == 127 else c for c in name)
+    assert any(unquote(a["label"]).startswith(shown + "\n") for a in nodes.values())

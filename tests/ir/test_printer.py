@@ -15,9 +15,12 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import scg
 from scg.ir import Op, format_graph
+from scg.ir.printer import assign_names
 
 GOLDEN = pathlib.Path(__file__).resolve().parents[1] / "golden"
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -237,8 +240,10 @@ def test_names_that_look_like_constants_are_quoted():
     g = scg.Graph("g")
     with g:
         x = scg.input("1", shape=())
-        scg.cost("-c", x + 1)
+        y = scg.input("nan", shape=())
+        scg.cost("-c", x + 1 + y)
     text = str(g)
+    assert 'add t0 "nan"' in text
     assert 'add "1" 1' in text
     assert '"-c":f64[B] = cost' in text
 
@@ -276,3 +281,29 @@ def test_outputs_with_other_names():
     g = bandit()
     g.outputs = {"loss": g["neg_reward"], "sparsity": g["sparsity"]}
     assert str(g).splitlines()[-2] == "  return loss=neg_reward, sparsity"
+
+
+_NAME = st.one_of(st.sampled_from(["t0", "t1", "t2", "x", "x_1", "e", "e_1", "a b", "1"]), st.text(min_size=1, max_size=4))
+
+
+@given(hints=st.lists(st.one_of(st.none(), _NAME), min_size=1, max_size=12))
+@settings(max_examples=200, deadline=None)
+def test_bound_names_are_unique_and_user_names_win(hints):
+    g = scg.Graph("prop")
+    with g:
+        prev = scg.input("in", shape=(2,)).node
+    for hint in hints:
+        prev = g.add(Op.EXP, [prev], name=hint)
+    names = assign_names(g, quote=False)
+    bound = [names[id(n)] for n in g.nodes]
+    assert len(bound) == len(set(bound))
+    firsts = {}
+    for n in g.nodes:
+        if n.name is not None:
+            firsts.setdefault(n.name, n)
+    for name, node in firsts.items():
+        assert names[id(node)] == name
+    # every binding is one line, and the text is stable
+    text = str(g)
+    assert len(text.splitlines()) == len(hints) + 2
+    assert text == str(g)

@@ -64,7 +64,7 @@ def test_stored_type_disagrees_with_inference():
 
 
 def test_type_inference_fails():
-    g, x, w = base()
+    g, x, _w = base()
     force_append(g, Node(Op.ADD, (x,), {}, TensorType(F64, (3,), True), name="lonely"))
     with pytest.raises(GraphError) as err:
         verify(g)
@@ -72,7 +72,7 @@ def test_type_inference_fails():
 
 
 def test_missing_attribute_is_a_graph_error():
-    g, x, w = base()
+    g, x, _w = base()
     force_append(g, Node(Op.SUM, (x,), {}, TensorType(F64, (), True), name="s"))
     with pytest.raises(GraphError) as err:
         verify(g)
@@ -90,7 +90,7 @@ def test_use_before_definition():
 
 
 def test_use_of_a_node_from_another_graph():
-    g, x, w = base()
+    g, x, _w = base()
     other = leaf(Op.PARAM, "stranger")
     force_append(g, Node(Op.ADD, (x, other), {}, TensorType(F64, (3,), True), name="mixed"))
     with pytest.raises(GraphError) as err:
@@ -100,7 +100,7 @@ def test_use_of_a_node_from_another_graph():
 
 
 def test_node_listed_twice():
-    g, x, w = base()
+    g, _x, w = base()
     g.nodes.append(w)
     with pytest.raises(GraphError) as err:
         verify(g)
@@ -109,7 +109,7 @@ def test_node_listed_twice():
 
 
 def test_duplicate_names():
-    g, x, w = base()
+    g, _x, _w = base()
     force_append(g, leaf(Op.PARAM, "w", shape=(2,)))
     with pytest.raises(GraphError) as err:
         verify(g)
@@ -117,21 +117,21 @@ def test_duplicate_names():
 
 
 def test_unnamed_param():
-    g, x, w = base()
+    g, _x, _w = base()
     force_append(g, leaf(Op.PARAM, None))
     with pytest.raises(GraphError, match=r"a param node needs a name[\s\S]*--> t0:f64\[3\]"):
         verify(g)
 
 
 def test_unnamed_samples_do_not_collide():
-    g, x, w = base()
+    g, x, _w = base()
     g.add(Op.BERNOULLI, (x,))
     g.add(Op.BERNOULLI, (x,))
     verify(g)
 
 
 def test_duplicate_random_sites():
-    g, x, w = base()
+    g, x, _w = base()
     g.add(Op.BERNOULLI, (x,), {"site": 0}, name="h1")
     g.add(Op.BERNOULLI, (x,), {"site": 0}, name="h2")
     with pytest.raises(GraphError) as err:
@@ -140,7 +140,7 @@ def test_duplicate_random_sites():
 
 
 def test_missing_site():
-    g, x, w = base()
+    g, x, _w = base()
     force_append(g, Node(Op.BERNOULLI, (x,), {}, TensorType(F64, (3,), True), name="h"))
     with pytest.raises(GraphError) as err:
         verify(g)
@@ -148,7 +148,7 @@ def test_missing_site():
 
 
 def test_output_not_in_graph():
-    g, x, w = base()
+    g, _x, _w = base()
     g.outputs["ghost"] = leaf(Op.PARAM, "phantom")
     with pytest.raises(GraphError, match="output 'ghost' of graph 'base' is 'phantom', which is not a node"):
         verify(g)
@@ -160,7 +160,7 @@ def test_error_shows_the_user_source_line():
         x = scg.input("x", shape=(2,))
         y = scg.exp(x)
         scg.cost("c", y.sum())
-    line = [n for n in g.nodes if n.op is Op.EXP][0].origin
+    line = next(n for n in g.nodes if n.op is Op.EXP).origin
     assert re.fullmatch(r"test_verify\.py:\d+", line)
     g.nodes[0], g.nodes[1] = g.nodes[1], g.nodes[0]
     with pytest.raises(GraphError) as err:
@@ -171,7 +171,7 @@ def test_error_shows_the_user_source_line():
 
 
 def test_window_is_bounded():
-    g, x, w = base()
+    g, x, _w = base()
     prev = x
     for i in range(20):
         prev = g.add(Op.EXP, (prev,), name=f"e{i}")
@@ -209,7 +209,7 @@ def test_maybe_verify_skips_when_disabled(monkeypatch, value):
 
 def test_maybe_verify_dumps_after_the_named_stage(monkeypatch, capsys):
     monkeypatch.setenv("SCG_DUMP", "after:lower,after:fuse")
-    g, x, w = base()
+    g, _x, _w = base()
     maybe_verify(g, "simplify")
     assert capsys.readouterr().out == ""
     maybe_verify(g, "lower")
@@ -221,6 +221,6 @@ def test_maybe_verify_dumps_after_the_named_stage(monkeypatch, capsys):
 
 def test_maybe_verify_dump_all(monkeypatch, capsys):
     monkeypatch.setenv("SCG_DUMP", "all")
-    g, x, w = base()
+    g, _x, _w = base()
     maybe_verify(g, "anything")
     assert capsys.readouterr().out.startswith("# --- IR after anything ---\ngraph base(x:f64[B,3]; w:f64[3]) {")

@@ -113,6 +113,17 @@ def test_fold_keeps_rewrites_that_would_change_a_type():
     assert _count(out, Op.BROADCAST_TO) == 2
 
 
+def test_fold_tries_both_operands():
+    g = scg.Graph("ones")
+    with g:
+        x = scg.input("x", shape=(3,))
+        ones = apply(Op.BROADCAST_TO, 1.0, shape=(3,), batched=True)
+        y = ones * 1.0  # the left candidate (1.0) has the wrong type; the right one (ones) fits
+        scg.cost("c", (x * y).sum())
+    out = simplify(g)
+    assert _count(out, Op.MUL) == 0 and out["c"].inputs[0].inputs[0] is x.node
+
+
 # -- whole-graph behaviour ------------------------------------------------------------------------------
 def _model():
     g = scg.Graph("mlp")
