@@ -79,7 +79,7 @@ class CompiledEstimator:
         self.ir = derived.graph
         self.assignment = derived.assignment
         self.baseline = baseline
-        self._run = get_backend(backend)
+        self.program = get_backend(backend)(self.ir, precision)
         self.state: dict[str, np.ndarray] = {}
         self._ema_seen: set[str] = set()
 
@@ -87,6 +87,20 @@ class CompiledEstimator:
         kinds = ", ".join(f"{k}: {v}" for k, v in self.assignment.items())
         return (f"<scg estimator for {self.model.name!r} ({kinds}); backend={self.backend!r}, "
                 f"baseline={self.baseline!r}, precision={self.precision!r}>")
+
+    @property
+    def plan(self):
+        """The backend's fused kernel plan (None for the numpy interpreter)."""
+        return self.program.plan
+
+    @property
+    def source(self) -> str | None:
+        """Generated kernel source (None for the numpy interpreter)."""
+        return self.program.source
+
+    def llvm(self, kernel: str | None = None) -> str:
+        """LLVM IR of a generated kernel (compiled backends only)."""
+        return self.program.llvm(kernel)
 
     def reset_baseline(self) -> None:
         self.state.clear()
@@ -98,8 +112,8 @@ class CompiledEstimator:
 
     def sample(self, params, inputs, *, seed: int = 0, n_samples: int = 1) -> Run:
         """Draw the samples (phase 1); ``run.grads(external=...)`` finishes the call."""
-        call = {"seed": seed, "n_samples": n_samples, "precision": self.precision}
-        values = self._run(self.ir, params, inputs, state=self._state(), stop_at_external=True, **call)
+        call = {"seed": seed, "n_samples": n_samples}
+        values = self.program.run(params, inputs, state=self._state(), stop_at_external=True, **call)
         run = Run(self, params, inputs, call, values)
         run.samples = self._samples(values, n_samples)
         return run
@@ -109,14 +123,14 @@ class CompiledEstimator:
             names = ", ".join(self.model.external_costs)
             raise InputError(f"graph {self.model.name!r} has external costs ({names}); call "
                              "run = est.sample(params, inputs, seed=...) and then run.grads(external={...})")
-        call = {"seed": seed, "n_samples": n_samples, "precision": self.precision}
-        values = self._run(self.ir, params, inputs, state=self._state(), **call)
+        call = {"seed": seed, "n_samples": n_samples}
+        values = self.program.run(params, inputs, state=self._state(), **call)
         return self._result(values, n_samples)
 
     def _finish(self, run: Run, external: Mapping[str, np.ndarray]) -> Result:
         overrides = {n: run.values[n.uid] for n in self.ir.nodes if n.uid in run.values}
-        values = self._run(self.ir, run.params, run.inputs, external=dict(external), state=self._state(),
-                           overrides=overrides, **run.call)
+        values = self.program.run(run.params, run.inputs, external=dict(external), state=self._state(),
+                                  overrides=overrides, **run.call)
         return self._result(values, run.call["n_samples"])
 
     def _samples(self, values: dict[int, np.ndarray], k: int) -> dict[str, np.ndarray]:
