@@ -31,11 +31,12 @@ from scg.dsl.value import Value
 from scg.errors import ScgError, ScgWarning
 from scg.exact import exact
 from scg.compiled import compile  # noqa: A004
+from scg import diagnostics
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Bernoulli", "Categorical", "compile", "exact", "Graph", "Normal", "ScgError", "ScgWarning", "Value", "cost",
+    "Bernoulli", "Categorical", "compile", "diagnostics", "exact", "Graph", "Normal", "ScgError", "ScgWarning", "Value", "cost",
     "equal", "exp", "external_cost", "greater", "input", "log", "log_sigmoid", "log_softmax",
     "logsumexp", "matmul", "mean", "one_hot", "param", "relu", "sample", "sigmoid", "softmax",
     "softplus", "sqrt", "square", "stop_gradient", "sum", "take", "tanh", "to_float", "where",
