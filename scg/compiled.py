@@ -14,8 +14,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -171,7 +172,7 @@ def _per_draw(value: np.ndarray, k: int) -> np.ndarray:
     return value.reshape((k, value.shape[0] // k) + value.shape[1:])
 
 
-def compile(graph: Graph, estimator="scg", backend: str = "numpy", baseline: str | None = None, *,  # noqa: A001
+def compile(graph: Graph, estimator="scg", backend: str = "numpy", baseline: str | None = None, *,
             precision: str = "float64", ema_decay: float = 0.9) -> CompiledEstimator:
     """Derive ``graph``'s gradient estimator as IR and bind it to a backend.
 

@@ -13,7 +13,8 @@ kernel plan, printable), ``source`` (generated code) and ``llvm()``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 

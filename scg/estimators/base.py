@@ -107,5 +107,5 @@ class SurrogateBuilder:
         return q if b is None else self.add(Op.SUB, q, b, note=note)
 
 
-def describe_costs(costs: tuple[Node, ...]) -> str:
-    return " + ".join(c.name for c in costs) if costs else "0"
+def describe_costs(costs: tuple[Node, ...], empty: str = "0") -> str:
+    return " + ".join(c.name for c in costs) if costs else empty

@@ -15,8 +15,8 @@ The result's outputs: ``cost`` (mean total cost), ``cost/<name>``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from scg.estimators.base import SurrogateBuilder
 from scg.estimators.pathwise import reparameterise

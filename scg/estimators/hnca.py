@@ -62,7 +62,7 @@ def _bernoulli(b: SurrogateBuilder, info: SiteInfo) -> None:
     u, g = info.node, b.graph
     indirect = _indirect(info)
     note = (f"hnca for {info.name}: children {', '.join(c.name for c in info.children) or 'none'}; "
-            f"R = {describe_costs(indirect)}; f-HNCA on {describe_costs(info.direct_costs)}")
+            f"R = {describe_costs(indirect, 'none')}; f-HNCA on {describe_costs(info.direct_costs, 'none')}")
     logits = u.inputs[0]
     sigma = b.add(Op.SIGMOID, logits, note=note)
     delta = None  # log L(u_i := 1) - log L(u_i := 0), per unit
@@ -107,7 +107,7 @@ def _categorical(b: SurrogateBuilder, info: SiteInfo) -> None:
             b, info, label=f"hnca -> score function ({info.name} has several categorical elements per row)")
     indirect = _indirect(info)
     note = (f"hnca for {info.name}: children {', '.join(c.name for c in info.children) or 'none'}; "
-            f"R = {describe_costs(indirect)}; f-HNCA on {describe_costs(info.direct_costs)}")
+            f"R = {describe_costs(indirect, 'none')}; f-HNCA on {describe_costs(info.direct_costs, 'none')}")
     probs = b.add(Op.SOFTMAX, logits, axis=0, note=note)
     loglik = None  # log L(u := v) - log L(u), per value v
     for child in info.children:

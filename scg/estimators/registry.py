@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from scg.errors import EstimatorError
 from scg.estimators import hnca, muprop, score_function

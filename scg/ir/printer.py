@@ -14,7 +14,8 @@ using the user's names::
 
 The signature lists inputs, then ``;`` and parameters. Stochastic bindings use
 ``~``; scalar constants print inline, array constants as ``const [...]``
-bindings; a node's ``note`` prints as a trailing ``# ...`` comment (provenance
+bindings; a node's ``note`` prints as a ``# ...`` comment line above the run of
+consecutive nodes that share it (provenance
 of derived terms). User names always win: generated ``t<i>`` names skip them,
 and a name that is not identifier-like prints quoted (``"a b"``). Per-op
 attribute formatting lives in `pp_rules`.
@@ -202,10 +203,15 @@ def format_graph(graph: Graph, *, notes: bool = True) -> str:
     sig = ", ".join(f"{names[id(n)]}:{n.type}" for n in ins)
     psig = ", ".join(f"{names[id(n)]}:{n.type}" for n in params)
     lines = [f"graph {display_name(graph.name)}({sig}{'; ' + psig if psig else ''}) {{"]
+    current = None  # consecutive nodes with one provenance note share one comment line above them
     for node in graph.nodes:
         if node.op in (Op.INPUT, Op.PARAM, Op.STATE) or _inline(node):
             continue
-        lines.append("  " + format_node(node, names, sites, notes=notes))
+        note = " ".join(node.note.split()) if notes and node.note else None
+        if note is not None and note != current:  # an un-noted node (a constant) keeps the group open
+            lines.append("  # " + note)
+            current = note
+        lines.append("  " + format_node(node, names, sites, notes=False))
     if graph.outputs:
         parts = []
         for key, node in graph.outputs.items():

@@ -16,9 +16,9 @@ None for all) tells which samples influence them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 from scg.ir.graph import Graph
 from scg.ir.node import Node
@@ -56,10 +56,6 @@ class Dependencies:
     def __getitem__(self, name: str) -> SiteInfo:
         return self.sites[name]
 
-    def params_reaching(self, graph: Graph, targets: tuple[Node, ...]) -> set[str]:
-        """Names of params that are ancestors of any of ``targets``."""
-        return {n.name for n in ancestors(targets) if n.op is Op.PARAM}
-
 
 def consumers(graph: Graph) -> dict[int, list[Node]]:
     users: dict[int, list[Node]] = {id(n): [] for n in graph.nodes}
@@ -67,19 +63,6 @@ def consumers(graph: Graph) -> dict[int, list[Node]]:
         for x in n.inputs:
             users[id(x)].append(n)
     return users
-
-
-def ancestors(targets: tuple[Node, ...] | list[Node]) -> list[Node]:
-    """All nodes that ``targets`` depend on (including themselves), iteratively."""
-    seen: dict[int, Node] = {}
-    stack = list(targets)
-    while stack:
-        n = stack.pop()
-        if id(n) in seen:
-            continue
-        seen[id(n)] = n
-        stack.extend(n.inputs)
-    return list(seen.values())
 
 
 def _reach(start: Node, users: dict[int, list[Node]], stop_at_stochastic: bool) -> list[Node]:
@@ -124,10 +107,7 @@ def analyse(graph: Graph) -> Dependencies:
                 if deps is None or s.name in deps:
                     near.append(e)
         children = [n for n in direct[id(s)] if n.op in STOCHASTIC_OPS]
-        parents = [p for p in samples if p is not s and s in direct_children(direct, p)]
+        parents = [p for p in samples if p is not s and any(c is s for c in direct[id(p)])]
         sites[s.name] = SiteInfo(s, sort(down), sort(near), sort(children), sort(parents))
     return Dependencies(MappingProxyType(sites), costs)
 
-
-def direct_children(direct: dict[int, list[Node]], s: Node) -> list[Node]:
-    return [n for n in direct[id(s)] if n.op in STOCHASTIC_OPS]
