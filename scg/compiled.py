@@ -69,13 +69,14 @@ class CompiledEstimator:
     """
 
     def __init__(self, model: Graph, estimator, backend: str, baseline: str | None, precision: str,
-                 ema_decay: float):
+                 ema_decay: float, check_finite: bool = True):
         if not 0.0 <= ema_decay < 1.0:
             raise ScgError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
         self.model = model
         self.backend = backend
         self.precision = precision
         self.ema_decay = ema_decay
+        self.check_finite = check_finite
         derived = derive(model, estimator, baseline)
         self.ir = derived.graph
         self.assignment = derived.assignment
@@ -113,6 +114,7 @@ class CompiledEstimator:
 
     def sample(self, params, inputs, *, seed: int = 0, n_samples: int = 1) -> Run:
         """Draw the samples (phase 1); ``run.grads(external=...)`` finishes the call."""
+        self._finite(params, inputs)
         call = {"seed": seed, "n_samples": n_samples}
         values = self.program.run(params, inputs, state=self._state(), stop_at_external=True, **call)
         run = Run(self, params, inputs, call, values)
@@ -124,6 +126,7 @@ class CompiledEstimator:
             names = ", ".join(self.model.external_costs)
             raise InputError(f"graph {self.model.name!r} has external costs ({names}); call "
                              "run = est.sample(params, inputs, seed=...) and then run.grads(external={...})")
+        self._finite(params, inputs)
         call = {"seed": seed, "n_samples": n_samples}
         values = self.program.run(params, inputs, state=self._state(), **call)
         return self._result(values, n_samples)
@@ -133,6 +136,18 @@ class CompiledEstimator:
         values = self.program.run(run.params, run.inputs, external=dict(external), state=self._state(),
                                   overrides=overrides, **run.call)
         return self._result(values, run.call["n_samples"])
+
+    def _finite(self, params, inputs) -> None:
+        """NaN/inf in params or inputs is an error unless compiled with ``check_finite=False``."""
+        if not self.check_finite:
+            return
+        for kind, arrays in (("param", params), ("input", inputs)):
+            for name, value in arrays.items():
+                arr = np.asarray(value)
+                if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                    bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+                    raise InputError(f"{kind} {name!r} has {bad} non-finite value(s) (NaN or inf); "
+                                     "pass finite values, or compile with check_finite=False to allow them")
 
     def _samples(self, values: dict[int, np.ndarray], k: int) -> dict[str, np.ndarray]:
         out = {}
@@ -173,11 +188,13 @@ def _per_draw(value: np.ndarray, k: int) -> np.ndarray:
 
 
 def compile(graph: Graph, estimator="scg", backend: str = "numpy", baseline: str | None = None, *,
-            precision: str = "float64", ema_decay: float = 0.9) -> CompiledEstimator:
+            precision: str = "float64", ema_decay: float = 0.9, check_finite: bool = True) -> CompiledEstimator:
     """Derive ``graph``'s gradient estimator as IR and bind it to a backend.
 
     ``estimator``: ``"reinforce"``, ``"scg"``, ``"muprop"``, ``"hnca"``, or a dict
     ``{"default": ..., "<node>": ...}``. ``baseline``: None, ``"ema"`` or ``"loo"``
     (leave-one-out across ``n_samples`` draws of a row; needs ``n_samples >= 2``).
+    ``precision``: ``"float64"`` (default) or ``"float32"``. ``ema_decay``: the EMA
+    baseline's decay. ``check_finite``: refuse NaN/inf in params and inputs (default).
     """
-    return CompiledEstimator(graph, estimator, backend, baseline, precision, ema_decay)
+    return CompiledEstimator(graph, estimator, backend, baseline, precision, ema_decay, check_finite)

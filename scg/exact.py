@@ -28,7 +28,7 @@ from scg.ir.types import F64
 from scg.passes.autodiff import grad
 from scg.passes.rewrite import replay
 
-DEFAULT_MAX_CONFIGS = 1 << 14
+DEFAULT_MAX_CONFIGS = 1 << 20  # joint configurations per row
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ and ``mean`` build ordinary IR, so they can appear in costs (e.g. an ELBO).
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -22,6 +23,15 @@ from scg.ir.types import broadcast_shapes
 class Distribution:
     op: Op
     reparameterisable = False
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        # a misspelt argument (logit=, mu=) is a GraphError naming what the distribution takes
+        accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        unknown = [k for k in kwargs if k not in accepted]
+        if unknown or len(args) > len(accepted):
+            got = f"an unknown argument {unknown[0]!r}" if unknown else f"{len(args)} positional arguments"
+            raise GraphError(f"{cls.__name__} got {got}; it takes {', '.join(accepted)}")
+        return super().__new__(cls)
 
     def params(self) -> tuple[Any, ...]:
         raise NotImplementedError

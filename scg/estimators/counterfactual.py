@@ -27,6 +27,7 @@ from scg.passes.rewrite import between, replay
 
 MAX_UNROLLED = 64  # counterfactual copies allowed per target in the fallback
 ELEMENTWISE = (Kind.UNARY, Kind.BINARY, Kind.TERNARY)
+ELEMENTWISE_OPS = frozenset({Op.BERNOULLI_LOGP, Op.NORMAL_LOGP})  # densities elementwise in every argument
 
 
 def depends_on(u: Node, x: Node) -> bool:
@@ -154,48 +155,74 @@ def const_vector(graph: Graph, k: int, hot: int) -> Node:
 
 
 def aggregated_flips(graph: Graph, u: Node, cost: Node, note: str) -> tuple[Node, Node] | None:
-    """Closed-form (c(u_i:=0), c(u_i:=1)) vectors for ``cost = F(sum(E))``, or None.
+    """Closed-form (c(u_i:=0), c(u_i:=1)) vectors for ``cost = F(sum(E_1), sum(E_2), ...)``, or None.
 
-    Walks from the cost through per-row-scalar ops to the one SUM that sees ``u``;
-    ``E`` must be elementwise in ``u`` with ``u``'s shape, or an affine-logit
-    Bernoulli log-density ``bernoulli_logp(+-(u @ W) + rest, x)``.
+    Walks from the cost through per-row-scalar elementwise ops to the full SUMs
+    that see ``u`` (the aggregates); each ``E_k`` must be elementwise in ``u``
+    with ``u``'s shape (a penalty, a prior ``log p(z)``, ``log q(z|x)``) or an
+    affine-logit Bernoulli log-density ``bernoulli_logp(+-(u @ W) + rest, x)``
+    (a decoder likelihood). ``F`` is then replayed on the flipped aggregates,
+    which are vectors over units, by broadcasting. This covers an ELBO.
     """
-    node = cost.inputs[0]
-    while node.shape == () and node.op is not Op.SUM:
-        dep = [x for x in node.inputs if depends_on(u, x)]
-        if len(dep) != 1 or node.op.kind not in ELEMENTWISE:
-            return None
-        node = dep[0]
-    if node.op is not Op.SUM or node.shape != ():
+    aggregates = _aggregates(u, cost.inputs[0])
+    if not aggregates:
         return None
-    agg, expr = node, node.inputs[0]
     zero, one = const(graph, 0.0), const(graph, 1.0)
-    if expr.op is Op.BERNOULLI_LOGP and not depends_on(u, expr.inputs[1]) and u.op is Op.BERNOULLI:
+    flipped: dict[int, list[Node]] = {}
+    for agg in aggregates:
+        vecs = _flip_aggregate(graph, u, agg, (zero, one), note)
+        if vecs is None:
+            return None
+        flipped[id(agg)] = vecs
+    only = between(aggregates, [cost])
+    outs = []
+    for v in range(2):
+        subst = replay(graph, list(graph.nodes), {k: vecs[v] for k, vecs in flipped.items()}, only=only, note=note)
+        outs.append(subst[id(cost)])
+    return outs[0], outs[1]
+
+
+def _aggregates(u: Node, root: Node) -> list[Node] | None:
+    """The full SUM nodes through which ``root`` (a per-row scalar) depends on ``u``, or None."""
+    found: dict[int, Node] = {}
+    stack, seen = [root], set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen or not depends_on(u, n):
+            continue
+        seen.add(id(n))
+        if n.op is Op.SUM and n.shape == ():
+            found[id(n)] = n
+        elif n.shape == () and n.op.kind in ELEMENTWISE and n is not u:
+            stack.extend(n.inputs)
+        else:
+            return None
+    return list(found.values())
+
+
+def _flip_aggregate(graph: Graph, u: Node, agg: Node, values: tuple[Node, Node], note: str) -> list[Node] | None:
+    """``sum(E)`` with ``u_i := v``, as a vector over units ``i``, for v = 0 and 1."""
+    expr = agg.inputs[0]
+    if expr.op is Op.BERNOULLI_LOGP and depends_on(u, expr.inputs[0]) and not depends_on(u, expr.inputs[1]):
         found = affine_weight(u, expr.inputs[0])
-        if found is None or expr.shape != expr.inputs[0].shape:
+        if found is None or u.op is not Op.BERNOULLI or len(u.shape) != 1 or expr.shape != expr.inputs[0].shape:
             return None
         w = signed(graph, found[0], found[1], note)
         delta = graph.add(Op.HNCA_AFFINE_DELTA, (u, w, expr.inputs[0], expr.inputs[1]), {"child": "bernoulli"},
                           note=note)
         # sum(E) with u_i := v equals agg + (v - u_i) * delta_i
-        flipped = [graph.add(Op.ADD, (agg, graph.add(Op.MUL, (graph.add(Op.SUB, (v, u), note=note), delta),
-                                                            note=note)), note=note) for v in (zero, one)]
-    elif expr.shape == u.shape and _elementwise_in(u, expr):
-        only = between([u], [expr])
-        flipped = []
-        for v in (zero, one):
-            full = graph.add(Op.BROADCAST_TO, (v,), {"shape": u.shape, "batched": True}, note=note)
-            e_v = replay(graph, list(graph.nodes), {id(u): full}, only=only, note=note)[id(expr)]
-            # sum(E) with u_i := v equals agg - E_i + E_v,i
-            flipped.append(graph.add(Op.ADD, (agg, graph.add(Op.SUB, (e_v, expr), note=note)), note=note))
-    else:
+        return [graph.add(Op.ADD, (agg, graph.add(Op.MUL, (graph.add(Op.SUB, (v, u), note=note), delta),
+                                                  note=note)), note=note) for v in values]
+    if not _elementwise_in(u, expr):
         return None
-    only = between([agg], [cost])
-    outs = []
-    for f in flipped:
-        subst = replay(graph, list(graph.nodes), {id(agg): f}, only=only, note=note)
-        outs.append(subst[id(cost)])
-    return outs[0], outs[1]
+    only = between([u], [expr])
+    out = []
+    for v in values:
+        full = graph.add(Op.BROADCAST_TO, (v,), {"shape": u.shape, "batched": True}, note=note)
+        e_v = replay(graph, list(graph.nodes), {id(u): full}, only=only, note=note).get(id(expr), full)
+        # sum(E) with u_i := v equals agg - E_i + E_v,i
+        out.append(graph.add(Op.ADD, (agg, graph.add(Op.SUB, (e_v, expr), note=note)), note=note))
+    return out
 
 
 def _elementwise_in(u: Node, expr: Node) -> bool:
@@ -206,7 +233,7 @@ def _elementwise_in(u: Node, expr: Node) -> bool:
         if n is u or id(n) in seen or not depends_on(u, n):
             continue
         seen.add(id(n))
-        if n.op.kind not in ELEMENTWISE or n.shape != u.shape:
+        if (n.op.kind not in ELEMENTWISE and n.op not in ELEMENTWISE_OPS) or n.shape != u.shape:
             return False
         stack.extend(n.inputs)
     return True

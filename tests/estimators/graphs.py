@@ -113,3 +113,22 @@ def blackbox():
 
 
 GRAPHS = {f.__name__: f for f in (coin, bandit, two_layers, nonaffine_child, categorical_parent, decoder, blackbox)}
+
+
+def vae():
+    """A VAE-like chain: ELBO cost with decoder likelihood, prior and log q(z|x) (f-HNCA closed form)."""
+    g = scg.Graph("vae")
+    with g:
+        x = scg.input("x", shape=(3,))
+        We, be = scg.param("We", shape=(3, 3)), scg.param("be", shape=(3,))
+        q = scg.Bernoulli(logits=x @ We + be)
+        z = scg.sample("z", q)
+        Wd, bd = scg.param("Wd", shape=(3, 3)), scg.param("bd", shape=(3,))
+        prior = scg.Bernoulli(logits=scg.param("prior", shape=(3,)))
+        log_px = scg.Bernoulli(logits=z @ Wd + bd).log_prob(x).sum()
+        scg.cost("neg_elbo", -(log_px + prior.log_prob(z).sum() - q.log_prob(z).sum()))
+    rng = np.random.default_rng(8)
+    return g, _perturbed(g, 6), {"x": (rng.random(size=(2, 3)) > 0.5).astype(float)}
+
+
+GRAPHS["vae"] = vae

@@ -30,7 +30,21 @@ def max_abs_z(zs) -> float:
     return max(float(np.max(np.abs(z))) for z in zs.values())
 
 
-def is_unbiased(est, exact, params, inputs, *, threshold: float = 5.0, **kw) -> tuple[bool, float]:
-    """True when every gradient element is within ``threshold`` standard errors of the exact value."""
-    worst = max_abs_z(z_scores(est, exact, params, inputs, **kw))
-    return worst < threshold, worst
+def chi_square_p(zs) -> float:
+    """p-value of sum z^2 over all noisy components (chi-square with one dof per component)."""
+    from scipy.stats import chi2
+
+    flat = np.concatenate([np.ravel(z) for z in zs.values()])
+    noisy = flat[(flat != 0.0) & np.isfinite(flat)]
+    if np.any(~np.isfinite(flat)):
+        return 0.0
+    return float(chi2.sf(np.sum(noisy**2), df=max(1, noisy.size))) if noisy.size else 1.0
+
+
+def is_unbiased(est, exact, params, inputs, *, threshold: float = 4.0, alpha: float = 1e-3,
+                **kw) -> tuple[bool, float]:
+    """Every component within ``threshold`` standard errors of the exact value, and a chi-square
+    over all components not rejected at ``alpha``. Returns (verdict, worst |z|)."""
+    zs = z_scores(est, exact, params, inputs, **kw)
+    worst = max_abs_z(zs)
+    return worst < threshold and chi_square_p(zs) > alpha, worst
