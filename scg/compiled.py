@@ -138,7 +138,11 @@ class CompiledEstimator:
         return self._result(values, run.call["n_samples"])
 
     def _finite(self, params, inputs) -> None:
-        """NaN/inf in params or inputs is an error unless compiled with ``check_finite=False``."""
+        """An empty batch is an error; so is NaN/inf in params or inputs unless ``check_finite=False``."""
+        for name, value in inputs.items():
+            if name in self.model.inputs and np.ndim(value) >= 1 and np.shape(value)[0] == 0:
+                raise InputError(f"input {name!r} has 0 rows: the objective is a mean over rows, so a batch "
+                                 "needs at least one row")
         if not self.check_finite:
             return
         for kind, arrays in (("param", params), ("input", inputs)):

@@ -43,3 +43,35 @@ def test_wrong_shapes_and_dtypes_at_call_time_name_the_input():
         est({k: v for k, v in params.items() if k != "W2"}, inputs)
     with pytest.raises(InputError, match="'z'"):
         est(params, {**inputs, "z": np.zeros(2)})
+
+
+def test_empty_batch_is_refused_and_a_batch_of_one_works():
+    g, params, inputs = GRAPHS["bandit"]()
+    est = scg.compile(g, "hnca")
+    with pytest.raises(InputError, match="'x' has 0 rows"):
+        est(params, {"x": np.zeros((0, 3)), "y": np.zeros(0, dtype=np.int64)})
+    out = est(params, {"x": inputs["x"][:1], "y": inputs["y"][:1]})
+    assert out.n_rows == 1 and out.grads["W1"].shape == (3, 3)
+
+
+def test_dead_ends_warn_at_compile_time():
+    g = scg.Graph("w")
+    with g:
+        p, q = scg.param("p", shape=(2,)), scg.param("q", shape=(2,))
+        h = scg.sample("h", scg.Bernoulli(logits=p))
+        scg.sample("dead", scg.Bernoulli(logits=q))
+        scg.cost("c", h.sum())
+    with pytest.warns(scg.ScgWarning) as record:
+        scg.compile(g, "hnca")
+    messages = [str(r.message) for r in record]
+    assert any("'dead' has no path to any cost" in m for m in messages)
+    assert any("param 'q' influences no cost" in m for m in messages)
+    assert all(r.filename == __file__ for r in record)  # points at the user's line
+
+
+@pytest.mark.parametrize("estimator", ["reinforce", "scg", "muprop", "hnca"])
+def test_extreme_logits_give_finite_results(estimator):
+    g, params, inputs = GRAPHS["bandit"]()
+    huge = {k: v * 1e4 for k, v in params.items()}
+    out = scg.compile(g, estimator)(huge, inputs, seed=0, n_samples=5)
+    assert np.isfinite(out.cost) and all(np.isfinite(v).all() for v in out.grads.values())

@@ -16,8 +16,10 @@ The result's outputs: ``cost`` (mean total cost), ``cost/<name>``,
 from __future__ import annotations
 
 from collections.abc import Mapping
+import warnings
 from dataclasses import dataclass
 
+from scg.errors import ScgWarning
 from scg.estimators.base import SurrogateBuilder
 from scg.estimators.pathwise import reparameterise
 from scg.estimators.registry import SITE_RULES, assign
@@ -44,6 +46,7 @@ def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: s
     graph, rewritten = reparameterise(model, pathwise)
     maybe_verify(graph, "reparameterise")
     deps = analyse(graph)
+    _warn_about_dead_ends(graph, deps)
 
     work = graph.derive(f"{model.name}.{label}")
     builder = SurrogateBuilder(work, deps, baseline)
@@ -78,3 +81,24 @@ def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: s
     graph.outputs = outputs
     graph = maybe_verify(simplify(graph), "simplify")
     return Derived(graph, dict(assignment), baseline)
+
+
+def _warn_about_dead_ends(graph: Graph, deps) -> None:
+    """Legal but probably unintended: samples no cost sees, params no cost depends on."""
+    live = [c for c in deps.costs]
+    for name, info in deps.sites.items():
+        if info.downstream_costs:
+            live.append(info.node)
+        else:
+            warnings.warn(ScgWarning(f"stochastic node {name!r} has no path to any cost: it is sampled, "
+                                     "but no estimator term is derived for it"), stacklevel=5)
+    seen, stack = set(), list(live)
+    while stack:
+        n = stack.pop()
+        if id(n) not in seen:
+            seen.add(id(n))
+            stack.extend(n.inputs)
+    for name, p in graph.params.items():
+        if id(p) not in seen:
+            warnings.warn(ScgWarning(f"param {name!r} influences no cost: its gradient is always zero"),
+                          stacklevel=5)
