@@ -299,8 +299,9 @@ def _normal_logp(node, args, env):
 
 
 # -- markers and credit -------------------------------------------------------------------
-def _cost(_node, args, env):
-    return fl(args[0], env)
+def _cost(node, args, env):
+    """Identity, broadcast to every row: a cost is per row even when its expression is not."""
+    return fl(to_full(args[0], node.inputs[0].batched, (), True, env), env)
 
 
 def _identity(_node, args, _env):

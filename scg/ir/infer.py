@@ -190,7 +190,7 @@ def _cost(ins, attrs):
         raise GraphError(
             f"a cost must be a per-row scalar, got per-row shape {list(t.shape)}; "
             "reduce it with .sum() or .mean()")
-    return TensorType(F64, (), t.batched)
+    return TensorType(F64, (), True)  # per row, even when the expression is the same for every row
 
 
 def _hnca_affine_delta(ins, attrs):

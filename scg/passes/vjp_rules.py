@@ -259,7 +259,7 @@ vjp_rules: dict[Op, Rule] = {
     Op.CATEGORICAL_LOGP: _categorical_logp,
     Op.NORMAL_LOGP: _normal_logp,
     # markers
-    Op.COST: lambda b, n, g: (g,),
+    Op.COST: lambda b, n, g: (b.fit(g, n.inputs[0]),),  # a cost is per row even of an unbatched expression
     Op.STOP_GRADIENT: _none,
     # estimator composites: baselines and HNCA credit terms are stop-gradient by construction
     **{op: _none for op in Op if op.kind is Kind.CREDIT},
