@@ -15,8 +15,8 @@ The result's outputs: ``cost`` (mean total cost), ``cost/<name>``,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from scg.errors import ScgWarning

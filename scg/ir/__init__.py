@@ -8,6 +8,17 @@ from scg.ir.types import F64, I64, TensorType
 from scg.ir.verify import maybe_verify, verify
 
 __all__ = [
-    "DISCRETE_OPS", "F64", "Graph", "I64", "Kind", "Node", "Op", "REPARAMETERISABLE_OPS",
-    "STOCHASTIC_OPS", "TensorType", "format_graph", "maybe_verify", "verify",
+    "DISCRETE_OPS",
+    "F64",
+    "I64",
+    "REPARAMETERISABLE_OPS",
+    "STOCHASTIC_OPS",
+    "Graph",
+    "Kind",
+    "Node",
+    "Op",
+    "TensorType",
+    "format_graph",
+    "maybe_verify",
+    "verify",
 ]

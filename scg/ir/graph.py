@@ -6,7 +6,8 @@ be shared between graphs, so a derived graph reuses its model's nodes).
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from scg.errors import GraphError
 from scg.ir.infer import infer_type

@@ -7,7 +7,8 @@ in attrs (``shape``, ``dtype``, ``batched``).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from scg.errors import GraphError
 from scg.ir.ops import Op
@@ -195,7 +196,7 @@ def _cost(ins, attrs):
 
 def _hnca_affine_delta(ins, attrs):
     # (parent value u [n], weight W [n, m], child logits l [m] or [K], child value c) -> [n]
-    u, w, logits, c = ins
+    u, w, logits, _value = ins
     if u.rank != 1 or w.shape != (u.shape[0], logits.shape[-1]) or logits.rank != 1:
         raise GraphError(f"hnca_affine_delta: expected u[n], W[n,m], logits[m], got "
                          f"{list(u.shape)}, {list(w.shape)}, {list(logits.shape)}")

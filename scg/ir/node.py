@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from scg.ir.ops import Op
 from scg.ir.types import TensorType
@@ -22,7 +23,7 @@ class Node:
     a stable creation order.
     """
 
-    __slots__ = ("op", "inputs", "attrs", "type", "name", "origin", "note", "uid")
+    __slots__ = ("attrs", "inputs", "name", "note", "op", "origin", "type", "uid")
 
     def __init__(
         self,

@@ -35,7 +35,7 @@ def test_external_costs_follow_depends_on():
         p = scg.param("p", shape=(2,))
         h = scg.sample("h", scg.Bernoulli(logits=p))
         a = scg.sample("a", scg.Bernoulli(logits=h * 2.0))
-        z = scg.sample("z", scg.Bernoulli(logits=p))
+        scg.sample("z", scg.Bernoulli(logits=p))
         scg.external_cost("r", depends_on=[a])
         scg.external_cost("anything")
     d = analyse(g)
