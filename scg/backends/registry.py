@@ -47,7 +47,13 @@ class NumpyProgram:
         raise BackendError("the numpy backend is an interpreter: it has no LLVM IR (use backend='numba')")
 
 
-BACKENDS: dict[str, Callable[[Graph, str], Program]] = {"numpy": NumpyProgram}
+def _numba(graph: Graph, precision: str) -> Program:
+    """Numba CPU kernels (imported lazily: ``import scg`` does not load Numba)."""
+    from scg.backends.numba_cpu import NumbaProgram
+    return NumbaProgram(graph, precision)
+
+
+BACKENDS: dict[str, Callable[[Graph, str], Program]] = {"numpy": NumpyProgram, "numba": _numba}
 
 
 def get_backend(name: str) -> Callable[[Graph, str], Program]:

@@ -7,7 +7,7 @@ mean) and HNCA's counterfactuals (a unit set to each of its values).
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from scg.ir.graph import Graph
 from scg.ir.node import Node

@@ -1,0 +1,235 @@
+"""The Numba CPU backend: lower -> fuse -> render -> cache -> run.
+
+``NumbaProgram(graph, precision)`` implements the ``Program`` protocol of
+``scg.backends.registry`` with exactly the semantics of the NumPy interpreter
+(``numpy_ref.evaluate``): the same validation and loading (it calls
+``numpy_ref.bind``), the same row layout with ``n_samples``, overrides,
+``stop_at_external`` and state. A call runs the fused plan's steps in order:
+
+* ``rows`` kernels: generated ``@njit`` functions (parallel over rows when the
+  per-row work pays for a parallel region), all elementwise chains, densities,
+  sampling, per-row reductions and HNCA counterfactual loop nests;
+* ``cross`` kernels: runtime ``@njit`` functions for values coupling rows
+  (leave-one-out baseline, sums over rows);
+* ``blas`` steps: matmul / outer_sum through NumPy's BLAS, *between* kernels so
+  BLAS threads never compete with a parallel region (TOOLCHAIN.md);
+* ``host`` steps: unbatched (parameter-side) nodes by their NumPy rule.
+
+Every uniform is a pure function of (seed, site, draw, row, element) (Philox,
+``scg.backends.rng``), so results do not depend on the thread count.
+
+The returned dict holds every value the plan materialises (all graph outputs,
+samples, leaves and the values crossing kernels), not the fused temporaries.
+Each call pattern (which nodes are overridden or deferred) gets its own plan
+variant, compiled once and cached in memory and on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+
+from scg.backends import kernel_cache, numba_runtime
+from scg.backends.numba_render import kernel_arrays, render_module, supported
+from scg.backends.numpy_ops import _check_indices
+from scg.backends.numpy_ref import PRECISIONS, bind, numpy_impls, run_node
+from scg.backends.rng import seed_key
+from scg.errors import BackendError, InputError
+from scg.ir.graph import Graph
+from scg.ir.node import Node
+from scg.ir.ops import Op
+from scg.passes.fuse import Kernel, Plan, fuse
+from scg.passes.lower import OpClass, lower
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    # measured on 2 cores: OpenMP workers spin after each region and starve the BLAS/Python thread
+    # between kernels (5-15x slower steps); workqueue workers sleep. The user's choice wins.
+    numba.config.THREADING_LAYER = "workqueue"
+
+_LOADED = frozenset({Op.INPUT, Op.PARAM, Op.EXTERNAL_COST, Op.STATE})
+# what the numpy rules say when an index is out of range (identical errors on both backends)
+_CHECK_WHAT = {Op.ONE_HOT: "one_hot of", Op.TAKE: "take with index", Op.CATEGORICAL_LOGP: "log_prob of value"}
+
+
+def runtime_module(precision: str):
+    """The shared runtime module for ``precision`` (imported from the kernel cache)."""
+    return kernel_cache.load(f"scg_rt_{precision}", numba_runtime.runtime_source(precision))
+
+
+def _depth(node: Node) -> int:
+    return node.attrs["depth"] if node.op is Op.ONE_HOT else node.inputs[0].shape[-1]
+
+
+def blas_limit(parallel: bool):
+    """While a program runs, BLAS gets ``SCG_BLAS_THREADS`` threads (default 1; "0" leaves BLAS alone).
+
+    Measured on the 2-core machines, 784-200-200-200-10 bandit, float32, median step:
+    HNCA B=50 216 ms (BLAS threaded, OpenMP layer) -> 164 ms (workqueue) -> 13 ms (workqueue
+    + 1 BLAS thread); REINFORCE B=50 103 ms -> 2.3 ms. Idle OpenBLAS workers spin and fight
+    the Numba kernels and the Python thread for the cores; one BLAS thread costs ~1-3 ms per
+    1024-row layer. ``parallel`` is kept for callers that want to decide per program.
+    """
+    limit = os.environ.get("SCG_BLAS_THREADS", "1")
+    if limit in ("", "0", "none") or _controller() is None:
+        return contextlib.nullcontext()
+    return _controller().limit(limits=int(limit), user_api="blas")
+
+
+@functools.cache
+def _controller():
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # optional: without it BLAS keeps its own threads
+        return None
+    return ThreadpoolController()
+
+
+def _arg(a: np.ndarray) -> np.ndarray:
+    """A kernel argument: C-contiguous, at least 1-d (0-d values travel as (1,)), writeable (one signature)."""
+    a = np.ascontiguousarray(a)
+    return a if a.flags.writeable else a.copy()
+
+
+@dataclass
+class Variant:
+    """A plan, its generated module and the Python closures that run its steps."""
+
+    plan: Plan
+    source: str
+    module: Any
+    steps: list[Callable]
+
+    @property
+    def parallel(self) -> bool:
+        return any(k.parallel for k in self.plan.kernels)
+
+
+class NumbaProgram:
+    """A derived graph compiled to Numba CPU kernels (see the module docstring)."""
+
+    def __init__(self, graph: Graph, precision: str = "float64", parallel: bool | None = None):
+        if precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
+        self.graph = graph
+        self.precision = precision
+        self.dtype = PRECISIONS[precision]
+        self.parallel = parallel
+        self.lowered = lower(graph)
+        for node in graph.nodes:
+            cls = self.lowered.cls(node)
+            if cls is OpClass.LEAF:
+                continue
+            if not supported(node, cls) or (cls in (OpClass.HOST, OpClass.BLAS) and node.op not in numpy_impls):
+                raise BackendError(f"the numba backend has no template for op {node.op.pretty!r} "
+                                   f"(needed by {node.label()}, {node.type})")
+        self.rt = runtime_module(precision)
+        self._variants: dict[tuple[frozenset, frozenset], Variant] = {}
+        base = frozenset(n.uid for n in graph.nodes if n.op in _LOADED)
+        self._base = self._variant(base, frozenset())
+
+    # -- inspection ------------------------------------------------------------------
+    @property
+    def plan(self) -> Plan:
+        """The fused plan of a plain one-phase call (``print(est.plan)``)."""
+        return self._base.plan
+
+    @property
+    def source(self) -> str:
+        """The generated kernel module of a plain call."""
+        return self._base.source
+
+    def llvm(self, kernel: str | None = None) -> str:
+        """LLVM IR of the generated kernels (all, or the one named e.g. ``"k1"``)."""
+        names = [k.name for k in self._base.plan.kernels if k.kind == "rows"]
+        if kernel is not None and kernel not in names:
+            raise BackendError(f"no generated kernel named {kernel!r}; kernels: {', '.join(names) or 'none'}")
+        module = self._inspectable()
+        parts = []
+        for name in names if kernel is None else [kernel]:
+            for sig, ir in getattr(module, name).inspect_llvm().items():
+                parts.append(f"; ---- kernel {name} {sig}\n{ir}")
+        return "\n".join(parts)
+
+    @functools.cached_property
+    def _inspectable_ns(self) -> dict:
+        # Numba cannot show LLVM IR of code loaded from its cache: recompile a private, uncached copy.
+        source = self._base.source.replace("JIT = dict(cache=True,", "JIT = dict(cache=False,", 1)
+        ns: dict = {"__name__": self._base.module.__name__ + "_inspect"}
+        exec(compile(source, "<scg inspect>", "exec"), ns)  # noqa: S102 -- our generated text
+        return ns
+
+    def _inspectable(self):
+        return types.SimpleNamespace(**self._inspectable_ns)
+
+    # -- compilation -------------------------------------------------------------------
+    def _variant(self, given: frozenset, skip: frozenset) -> Variant:
+        key = (given, skip)
+        if key not in self._variants:
+            plan = fuse(self.lowered, given, skip, parallel=self.parallel)
+            source = render_module(plan, self.lowered, self.precision, self.rt.__name__)
+            try:
+                module = kernel_cache.load("scg_k", source)
+            except Exception as e:  # a template bug: say which graph, never show a raw traceback only
+                raise BackendError(f"numba could not compile the kernels of graph {self.graph.name!r}: "
+                                   f"{type(e).__name__}: {e}") from e
+            steps = [self._step(k, module) for k in plan.kernels]
+            self._variants[key] = Variant(plan, source, module, steps)
+        return self._variants[key]
+
+    def _step(self, k: Kernel, module) -> Callable:
+        by_uid = {n.uid: n for n in self.graph.nodes}
+        dtype = self.dtype
+        if k.kind == "rows":
+            func = getattr(module, k.name)
+            arrays = kernel_arrays(k, by_uid)
+            outs = [(u, tuple(by_uid[u].shape), np.int64 if by_uid[u].dtype == "i64" else dtype)
+                    for u in k.outputs]
+            checks = [(by_uid[u], i) for u, i in k.checks]
+
+            def rows(V, env, k0, k1):
+                for node, i in checks:
+                    _check_indices(V[i], _depth(node), node, _CHECK_WHAT[node.op])
+                for u, shape, dt in outs:
+                    V[u] = np.empty((env.n, *shape), dt)
+                func(env.n, env.n_rows, k0, k1, dtype(1.0 / env.n), *[_arg(V[u]) for u in arrays])
+            return rows
+        (node,) = k.nodes
+        if k.kind == "cross" and node.op is Op.LOO_BASELINE:
+            def loo(V, env, k0, k1):
+                x = V[node.inputs[0].uid]
+                if env.n_samples < 2:  # the spec's error, word for word
+                    run_node(node, [x], env)
+                out = np.empty_like(x)
+                self.rt.loo(x.reshape(env.n, -1), out.reshape(env.n, -1), env.n_samples, env.n_rows)
+                V[node.uid] = out
+            return loo
+        if k.kind == "cross":  # unbroadcast: a sum over rows
+            def colsum(V, env, k0, k1):
+                x = np.ascontiguousarray(V[node.inputs[0].uid])
+                out = np.empty(node.shape, dtype)
+                self.rt.colsum(x.reshape(env.n, -1), out.reshape(-1))
+                V[node.uid] = out
+            return colsum
+
+        def host(V, env, k0, k1):  # BLAS (matmul, outer_sum) and unbatched nodes: the numpy rule itself
+            V[node.uid] = run_node(node, [V[x.uid] for x in node.inputs], env)
+        return host
+
+    # -- execution ----------------------------------------------------------------------
+    def run(self, params, inputs, **call) -> dict[int, np.ndarray]:
+        """Evaluate the graph with ``numpy_ref.evaluate``'s semantics; see the module docstring."""
+        env, values, skip = bind(self.graph, params, inputs, precision=self.precision, **call)
+        variant = self._variant(frozenset(values), frozenset(skip))
+        k0, k1 = seed_key(env.seed)
+        with np.errstate(all="ignore"), blas_limit(variant.parallel):
+            for step in variant.steps:
+                step(values, env, k0, k1)
+        return values
