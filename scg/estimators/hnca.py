@@ -58,26 +58,46 @@ def _child_logp(builder: SurrogateBuilder, child: Node, note: str) -> Node:
     return builder.row_total(builder.logp(child, note=note), note=note)
 
 
-def _bernoulli(b: SurrogateBuilder, info: SiteInfo) -> None:
-    u, g = info.node, b.graph
-    indirect = _indirect(info)
-    note = (f"hnca for {info.name}: children {', '.join(c.name for c in info.children) or 'none'}; "
+def _note(info: SiteInfo, indirect: tuple[Node, ...]) -> str:
+    return (f"hnca for {info.name}: children {', '.join(c.name for c in info.children) or 'none'}; "
             f"R = {describe_costs(indirect, 'none')}; f-HNCA on {describe_costs(info.direct_costs, 'none')}")
-    logits = u.inputs[0]
-    sigma = b.add(Op.SIGMOID, logits, note=note)
-    delta = None  # log L(u_i := 1) - log L(u_i := 0), per unit
+
+
+def _plus(b: SurrogateBuilder, acc: Node | None, term: Node, note: str) -> Node:
+    return term if acc is None else b.add(Op.ADD, acc, term, note=note)
+
+
+def _evidence(b: SurrogateBuilder, info: SiteInfo, note: str, closed_op: Op, unrolled) -> Node | None:
+    """Sum over children of the counterfactual log-likelihood term: closed form where the child's
+    logits are affine in the unit, else ``unrolled(child log-density, note)``."""
+    u, total = info.node, None
     for child in info.children:
         found = cf.affine_weight(u, child.inputs[0]) if child.op in (Op.BERNOULLI, Op.CATEGORICAL) else None
         if found is not None and len(child.inputs[0].shape) == 1:
-            w = cf.signed(g, found[0], found[1], note)
+            w = cf.signed(b.graph, found[0], found[1], note)
             kind = "bernoulli" if child.op is Op.BERNOULLI else "categorical"
-            d = b.add(Op.HNCA_AFFINE_DELTA, u, w, child.inputs[0], child, child=kind,
-                      note=f"{note} (closed form, child {child.name})")
+            term = b.add(closed_op, u, w, child.inputs[0], child, child=kind,
+                         note=f"{note} (closed form, child {child.name})")
         else:
             fallback = f"{note} (unrolled counterfactual, child {child.name})"
-            ((l0, l1),) = cf.bernoulli_flips(g, u, [_child_logp(b, child, fallback)], fallback)
-            d = b.add(Op.SUB, l1, l0, note=fallback)
-        delta = d if delta is None else b.add(Op.ADD, delta, d, note=note)
+            term = unrolled(_child_logp(b, child, fallback), fallback)
+        total = _plus(b, total, term, note)
+    return total
+
+
+def _bernoulli(b: SurrogateBuilder, info: SiteInfo) -> None:
+    u, g = info.node, b.graph
+    indirect = _indirect(info)
+    note = _note(info, indirect)
+    logits = u.inputs[0]
+    sigma = b.add(Op.SIGMOID, logits, note=note)
+
+    def flip_difference(logp: Node, fnote: str) -> Node:
+        ((l0, l1),) = cf.bernoulli_flips(g, u, [logp], fnote)
+        return b.add(Op.SUB, l1, l0, note=fnote)
+
+    # delta_i = log L(u_i := 1) - log L(u_i := 0); qhat(1) = sigmoid(logits + delta)
+    delta = _evidence(b, info, note, Op.HNCA_AFFINE_DELTA, flip_difference)
     q1 = sigma if delta is None else b.sg(b.add(Op.SIGMOID, b.add(Op.ADD, logits, delta, note=note), note=note),
                                           note=note)
     credit = None
@@ -86,15 +106,13 @@ def _bernoulli(b: SurrogateBuilder, info: SiteInfo) -> None:
         credit = b.add(Op.MUL, b.add(Op.SUB, q1, sigma, note=note), r, note=note)
     for cost in info.direct_costs:
         cnote = f"{note} (f-HNCA, cost {cost.name})"
-        flips = cf.aggregated_flips(g, u, cost, cnote) or cf.bernoulli_flips(g, u, [cost], cnote)[0]
-        c0, c1 = flips
+        c0, c1 = cf.aggregated_flips(g, u, cost, cnote) or cf.bernoulli_flips(g, u, [cost], cnote)[0]
         w1 = q1 if _sees_descendants(b, info, cost) else sigma
         # sum_v w(v) (v - sigma) c(v) = w1 (1 - sigma) c1 - (1 - w1) sigma c0
         one = b.const(1.0)
         part1 = b.add(Op.MUL, b.add(Op.MUL, w1, b.add(Op.SUB, one, sigma, note=cnote), note=cnote), c1, note=cnote)
         part0 = b.add(Op.MUL, b.add(Op.MUL, b.add(Op.SUB, one, w1, note=cnote), sigma, note=cnote), c0, note=cnote)
-        term = b.add(Op.SUB, part1, part0, note=cnote)
-        credit = term if credit is None else b.add(Op.ADD, credit, term, note=cnote)
+        credit = _plus(b, credit, b.add(Op.SUB, part1, part0, note=cnote), cnote)
     _credit_term(b, logits, credit, note)
 
 
@@ -106,21 +124,14 @@ def _categorical(b: SurrogateBuilder, info: SiteInfo) -> None:
         return score_function.derive_site(
             b, info, label=f"hnca -> score function ({info.name} has several categorical elements per row)")
     indirect = _indirect(info)
-    note = (f"hnca for {info.name}: children {', '.join(c.name for c in info.children) or 'none'}; "
-            f"R = {describe_costs(indirect, 'none')}; f-HNCA on {describe_costs(info.direct_costs, 'none')}")
+    note = _note(info, indirect)
     probs = b.add(Op.SOFTMAX, logits, axis=0, note=note)
-    loglik = None  # log L(u := v) - log L(u), per value v
-    for child in info.children:
-        found = cf.affine_weight(u, child.inputs[0]) if child.op in (Op.BERNOULLI, Op.CATEGORICAL) else None
-        if found is not None and len(child.inputs[0].shape) == 1:
-            w = cf.signed(g, found[0], found[1], note)
-            kind = "bernoulli" if child.op is Op.BERNOULLI else "categorical"
-            d = b.add(Op.HNCA_ONEHOT_LOGLIK, u, w, child.inputs[0], child, child=kind,
-                      note=f"{note} (closed form, child {child.name})")
-        else:
-            fallback = f"{note} (unrolled counterfactual, child {child.name})"
-            (d,) = cf.categorical_values(g, u, k, [_child_logp(b, child, fallback)], fallback)
-        loglik = d if loglik is None else b.add(Op.ADD, loglik, d, note=note)
+
+    def per_value(logp: Node, fnote: str) -> Node:
+        return cf.categorical_values(g, u, k, [logp], fnote)[0]
+
+    # log L(u := v) - log L(u) per value v; qhat = softmax(log_softmax(logits) + that)
+    loglik = _evidence(b, info, note, Op.HNCA_ONEHOT_LOGLIK, per_value)
     if loglik is None:
         qhat = probs
     else:
@@ -132,13 +143,12 @@ def _categorical(b: SurrogateBuilder, info: SiteInfo) -> None:
         credit = b.add(Op.MUL, b.add(Op.SUB, qhat, probs, note=note), r, note=note)
     for cost in info.direct_costs:
         cnote = f"{note} (f-HNCA, cost {cost.name})"
-        (values,) = cf.categorical_values(g, u, k, [cost], cnote)
+        values = per_value(cost, cnote)
         w = qhat if _sees_descendants(b, info, cost) else probs
         # sum_v w(v) (e_v - p) c(v) = w * c - p * sum_v w(v) c(v)
         wc = b.add(Op.MUL, w, values, note=cnote)
         mean = b.add(Op.SUM, wc, axes=(0,), keepdims=True, note=cnote)
-        term = b.add(Op.SUB, wc, b.add(Op.MUL, probs, mean, note=cnote), note=cnote)
-        credit = term if credit is None else b.add(Op.ADD, credit, term, note=cnote)
+        credit = _plus(b, credit, b.add(Op.SUB, wc, b.add(Op.MUL, probs, mean, note=cnote), note=cnote), cnote)
     _credit_term(b, logits, credit, note)
 
 
