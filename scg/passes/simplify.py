@@ -17,6 +17,7 @@ import numpy as np
 from scg.ir.graph import Graph
 from scg.ir.node import Node
 from scg.ir.ops import STOCHASTIC_OPS, Op
+from scg.ir.types import broadcast_shapes
 
 # leaves that define a graph's call signature (or own a random stream): kept and never merged
 _SIGNATURE_LEAVES = frozenset({Op.INPUT, Op.PARAM, Op.STATE, Op.EXTERNAL_COST})
@@ -151,6 +152,15 @@ def _fold(node: Node, ins: tuple[Node, ...], out: Graph) -> Node | None:
             return out.add(Op.BROADCAST_TO, (zero,), {"shape": node.shape, "batched": node.batched},
                            origin=node.origin, note=node.note)
         return one
+    if op is Op.WHERE and _fill(ins[0]) is not None:
+        # where(c, a, b) with a constant, uniform condition picks a branch (HNCA flips of a scalar unit)
+        picked = ins[1] if _fill(ins[0]) != 0.0 else ins[2]
+        if picked.type == node.type:
+            return picked
+        if broadcast_shapes(picked.shape, node.shape) == node.shape:
+            return out.add(Op.BROADCAST_TO, (picked,), {"shape": node.shape, "batched": node.batched},
+                           origin=node.origin, note=node.note)
+        return None
     if op in (Op.NEG, Op.STOP_GRADIENT) and ins[0].op is op:
         return ins[0].inputs[0] if op is Op.NEG else ins[0]
     if op in (Op.BROADCAST_TO, Op.UNBROADCAST, Op.RESHAPE) and ins[0].type == node.type:
@@ -159,7 +169,8 @@ def _fold(node: Node, ins: tuple[Node, ...], out: Graph) -> Node | None:
 
 
 def fold(graph: Graph) -> Graph:
-    """Algebraic identities: x+0, x-0, x*1, x/1, x*0, neg(neg x), sg(sg x), no-op reshapes/broadcasts.
+    """Algebraic identities: x+0, x-0, x*1, x/1, x*0, where(const, a, b), neg(neg x), sg(sg x),
+    no-op reshapes/broadcasts.
 
     A rewrite applies only where the result has the node's exact type (so
     ``x + 0`` that broadcasts ``x`` stays).
