@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from scg.backends import numpy_ops
 from scg.backends.registry import get_backend
 from scg.errors import InputError, ScgError
 from scg.estimators.derive import derive
@@ -138,20 +139,36 @@ class CompiledEstimator:
         return self._result(values, run.call["n_samples"])
 
     def _finite(self, params, inputs) -> None:
-        """An empty batch is an error; so is NaN/inf in params or inputs unless ``check_finite=False``."""
+        """An empty batch is an error; so is NaN/inf in params or inputs unless ``check_finite=False``.
+
+        ``check_finite`` also switches the backends' distribution-argument checks (probs in
+        [0, 1], NaN logits, a Normal's scale > 0): off, NaN flows through to the results.
+        """
+        self._argument_checks()
+        if not isinstance(params, Mapping) or not isinstance(inputs, Mapping):
+            return  # the backend's bind() names the problem
         for name, value in inputs.items():
-            if name in self.model.inputs and np.ndim(value) >= 1 and np.shape(value)[0] == 0:
+            shape = _shape_or_none(value)
+            if name in self.model.inputs and shape and shape[0] == 0:
                 raise InputError(f"input {name!r} has 0 rows: the objective is a mean over rows, so a batch "
                                  "needs at least one row")
         if not self.check_finite:
             return
         for kind, arrays in (("param", params), ("input", inputs)):
             for name, value in arrays.items():
-                arr = np.asarray(value)
-                if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                arr = _array_or_none(value)
+                if arr is not None and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
                     bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
                     raise InputError(f"{kind} {name!r} has {bad} non-finite value(s) (NaN or inf); "
                                      "pass finite values, or compile with check_finite=False to allow them")
+
+    def _argument_checks(self) -> None:
+        """With ``check_finite=False`` the program runs with the distribution-argument checks off."""
+        lenient = isinstance(self.program, _Unchecked)
+        if not self.check_finite and not lenient:
+            self.program = _Unchecked(self.program)
+        elif self.check_finite and lenient:
+            self.program = self.program.inner
 
     def _samples(self, values: dict[int, np.ndarray], k: int) -> dict[str, np.ndarray]:
         out = {}
@@ -182,6 +199,36 @@ class CompiledEstimator:
             self._ema_seen.add(name)
         else:
             self.state[name] = self.ema_decay * self.state[name] + (1.0 - self.ema_decay) * value
+
+
+class _Unchecked:
+    """A backend program whose runs skip the distribution-argument checks (``check_finite=False``)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def run(self, *args, **kwargs):
+        token = numpy_ops.ARGUMENT_CHECKS.set(False)
+        try:
+            return self.inner.run(*args, **kwargs)
+        finally:
+            numpy_ops.ARGUMENT_CHECKS.reset(token)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def _array_or_none(value) -> np.ndarray | None:
+    """``value`` as an array, or None where NumPy refuses it (ragged lists: bind() reports those)."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError):
+        return None
+
+
+def _shape_or_none(value) -> tuple[int, ...] | None:
+    arr = value if isinstance(value, np.ndarray) else _array_or_none(value)
+    return None if arr is None else arr.shape
 
 
 def _per_draw(value: np.ndarray, k: int) -> np.ndarray:

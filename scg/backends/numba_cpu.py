@@ -37,10 +37,10 @@ from typing import Any
 import numba
 import numpy as np
 
-from scg.backends import kernel_cache, numba_runtime
+from scg.backends import kernel_cache, numba_runtime, numpy_ops
 from scg.backends.numba_render import kernel_arrays, render_module, supported
 from scg.backends.numpy_ops import _check_indices
-from scg.backends.numpy_ref import PRECISIONS, bind, numpy_impls, run_node
+from scg.backends.numpy_ref import PRECISIONS, bind, evaluate, numpy_impls, run_node
 from scg.backends.rng import seed_key
 from scg.errors import BackendError, InputError
 from scg.ir.graph import Graph
@@ -232,4 +232,30 @@ class NumbaProgram:
         with np.errstate(all="ignore"), blas_limit(variant.parallel):
             for step in variant.steps:
                 step(values, env, k0, k1)
+        self._check_arguments(values, env, skip, (params, inputs, call))
         return values
+
+    def _check_arguments(self, values: dict[int, np.ndarray], env, skip, call) -> None:
+        """The spec's distribution-argument checks (numpy_ops.check_arguments), where the kernels skip them.
+
+        Arguments the plan materialises are checked directly; otherwise the generated
+        kernels run through (a NaN Bernoulli logit gives a NaN sample), and a non-finite
+        output makes this re-run the NumPy spec on the call, which raises its InputError
+        naming the node (if it raises nothing, the non-finite values are the spec's too).
+        """
+        nodes = self._checked_nodes
+        if not nodes or not numpy_ops.argument_checks():
+            return
+        for node in nodes:
+            if node.uid not in skip and any(x.uid in values for x in node.inputs):
+                numpy_ops.check_arguments(node, [values.get(x.uid) for x in node.inputs], env)
+        for node in self.graph.outputs.values():
+            v = values.get(node.uid)
+            if v is not None and v.dtype.kind == "f" and not np.isfinite(v).all():
+                params, inputs, kw = call
+                evaluate(self.graph, params, inputs, precision=self.precision, **kw)
+                return
+
+    @functools.cached_property
+    def _checked_nodes(self) -> list[Node]:
+        return [n for n in self.graph.nodes if n.op in numpy_ops.CHECKED_OPS]

@@ -18,6 +18,7 @@ node, graph or input name (those could contain quotes, newlines or code).
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -156,33 +157,6 @@ def kernel_arrays(kernel: Kernel, by_uid: dict[int, Node]) -> list[int]:
     return sorted(set(reads) | set(kernel.outputs))
 
 
-def _render_rows(kernel: Kernel, plan: Plan, lowered, precision: str, out: Out, by_uid) -> None:
-    arrays = kernel_arrays(kernel, by_uid)
-    sig = ", ".join(["int64"] * 4 + [precision] + [array_type(by_uid[u], precision) for u in arrays])
-    args = ", ".join(["n", "B", "k0", "k1", "inv_n"] + [f"a{u}" for u in arrays])
-    out(f'@njit("void({sig})", parallel={kernel.parallel}, **JIT)')
-    out(f"def {kernel.name}({args}):")
-    out.indent()
-    out(f"# {len(kernel.nodes)} nodes in {len(kernel.blocks)} blocks; materialised: {len(kernel.outputs)}")
-    out(f"for r in {'prange' if kernel.parallel else 'range'}(n):")
-    out.indent()
-    out("d = r // B")
-    out("b = r - d * B")
-    cx = KernelContext(kernel, precision)
-    for block in kernel.blocks:
-        nodes = [by_uid[u] for u in block.nodes]
-        if block.kind == "op":
-            (node,) = nodes
-            out(f"# {node.op.pretty} #{node.uid}")
-            row_templates[node.op](node, cx, out)
-            if loop_shape(node.shape) == ():
-                cx.registers.add(node.uid)
-            continue
-        _render_loop(block, nodes, cx, out, lowered)
-    out.dedent()
-    out.dedent()
-
-
 def _render_loop(block, nodes: list[Node], cx: KernelContext, out: Out, lowered) -> None:
     reductions = [n for n in nodes if lowered.cls(n) is OpClass.REDUCE]
     for n in reductions:
@@ -216,16 +190,82 @@ def _render_loop(block, nodes: list[Node], cx: KernelContext, out: Out, lowered)
         cx.registers.add(n.uid)
 
 
+class Renderer:
+    """Renders the ``rows`` kernels of a plan; a target subclasses it (``cuda_render.CudaRenderer``).
+
+    Hooks a target overrides: ``header`` (module prologue: imports, dtype aliases),
+    ``kernel_head`` (decorator and ``def`` line), ``row_loop`` (how a thread walks its
+    rows). The block bodies (``_render_loop`` and the op templates) are shared.
+    """
+
+    header = HEADER
+
+    def kernel_head(self, kernel: Kernel, precision: str, arrays: list[int], by_uid, out: Out) -> None:
+        sig = ", ".join(["int64"] * 4 + [precision] + [array_type(by_uid[u], precision) for u in arrays])
+        args = ", ".join(["n", "B", "k0", "k1", "inv_n"] + [f"a{u}" for u in arrays])
+        out(f'@njit("void({sig})", parallel={kernel.parallel}, **JIT)')
+        out(f"def {kernel.name}({args}):")
+
+    def row_loop(self, kernel: Kernel, out: Out) -> None:
+        out(f"for r in {'prange' if kernel.parallel else 'range'}(n):")
+
+    def render_rows(self, kernel: Kernel, plan: Plan, lowered, precision: str, out: Out, by_uid) -> None:
+        arrays = kernel_arrays(kernel, by_uid)
+        self.kernel_head(kernel, precision, arrays, by_uid, out)
+        out.indent()
+        out(f"# {len(kernel.nodes)} nodes in {len(kernel.blocks)} blocks; materialised: {len(kernel.outputs)}")
+        self.row_loop(kernel, out)
+        out.indent()
+        out("d = r // B")
+        out("b = r - d * B")
+        cx = KernelContext(kernel, precision)
+        for block in kernel.blocks:
+            nodes = [by_uid[u] for u in block.nodes]
+            if block.kind == "op":
+                (node,) = nodes
+                out(f"# {node.op.pretty} #{node.uid}")
+                row_templates[node.op](node, cx, out)
+                if loop_shape(node.shape) == ():
+                    cx.registers.add(node.uid)
+                continue
+            _render_loop(block, nodes, cx, out, lowered)
+        out.dedent()
+        out.dedent()
+
+    def render_module(self, plan: Plan, lowered, precision: str, runtime: str) -> str:
+        """The module source for every ``rows`` kernel of ``plan``."""
+        by_uid = {n.uid: n for n in plan.graph.nodes}
+        rows = [k for k in plan.kernels if k.kind == "rows"]
+        out = Out()
+        out(self.header.format(precision=precision, n=len(rows), runtime=runtime))
+        for k in rows:
+            out("")
+            self.render_rows(k, plan, lowered, precision, out, by_uid)
+        return canonical_names("\n".join(out.lines) + "\n", plan)
+
+
+_UID_NAME = re.compile(r"(?<!\w)([avs]|#)(\d+)\b")
+
+
+def canonical_names(source: str, plan: Plan) -> str:
+    """Renumber the uid-based names (``a<uid>``, ``v<uid>``, ``s<uid>``, ``#<uid>``) by position in the graph.
+
+    Node uids come from a process-wide counter, so the same graph built twice (or in
+    another process) has other uids; positional names make its source, hence its
+    content hash and the on-disk kernel cache entry, identical.
+    """
+    local = {n.uid: i for i, n in enumerate(plan.graph.nodes)}
+
+    def rename(m: re.Match) -> str:
+        uid = int(m.group(2))
+        return f"{m.group(1)}{local[uid]}" if uid in local else m.group(0)
+
+    return _UID_NAME.sub(rename, source)
+
+
 def render_module(plan: Plan, lowered, precision: str, runtime: str) -> str:
-    """The module source for every ``rows`` kernel of ``plan``."""
-    by_uid = {n.uid: n for n in plan.graph.nodes}
-    rows = [k for k in plan.kernels if k.kind == "rows"]
-    out = Out()
-    out(HEADER.format(precision=precision, n=len(rows), runtime=runtime))
-    for k in rows:
-        out("")
-        _render_rows(k, plan, lowered, precision, out, by_uid)
-    return "\n".join(out.lines) + "\n"
+    """The Numba CPU module source for every ``rows`` kernel of ``plan``."""
+    return Renderer().render_module(plan, lowered, precision, runtime)
 
 
 def supported(node: Node, cls: OpClass) -> bool:

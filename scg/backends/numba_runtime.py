@@ -13,9 +13,12 @@ its functions compile once per process and are cached on disk across processes.
   is the realised value whose child log-likelihood is shared by all parents;
 * the cross-row kernels (leave-one-out baseline, sum over rows).
 
-float32 uses a vectorisable polynomial ``softplus``/``exp`` in the HNCA loops
-only (abs. error ~3e-7, see TOOLCHAIN.md: libm calls do not vectorise here);
-everything that decides a sample, and the whole float64 path, uses libm.
+float32 uses a vectorisable polynomial ``softplus_fast``/``exp_fast`` (pure float32
+arithmetic, abs. error <= 3e-7, see TOOLCHAIN.md: libm calls do not vectorise here)
+in the HNCA loops only: the Bernoulli-child nest runs as <16 x float> FMAs over the
+children, the categorical-child nest takes one polynomial exp per pair and falls back
+to the exact max-shifted nest where the clamped polynomial is not safe. Everything
+that decides a sample, and the whole float64 path, uses libm.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import hashlib
 from scg.backends import rng
 
 # log1p(t)/t on [0, 1] (degree 7, abs. error of t*q(t) 1.4e-7) and exp(r) on [-ln2/2, ln2/2]
-# (degree 5, rel. error 1.1e-7): Chebyshev fits, see tests/backends/test_numba_runtime.py.
+# (degree 5, rel. error 1.1e-7): Chebyshev fits; softplus_fast/exp_fast errors: tests/backends/test_numba_hnca_kernels.py.
 LOG1P_COEFS = (0.99999981, -0.49997452, 0.33276198, -0.24499701, 0.17757211, -0.1078557, 0.04421526,
                -0.00857488)
 EXP_COEFS = (1.00000008, 1.00000004, 0.49998869, 0.16666415, 0.04191757, 0.00837513)
@@ -51,6 +54,8 @@ def uniform1(k0, k1, site, draw, row, element):
 @njit(**JIT)
 def bern_at(logit, k0, k1, site, draw, row, element):
     """rng.bernoulli for one element: float64 logit -> F 0/1."""
+    if logit != logit:  # NaN in, NaN out (numpy_ops._bernoulli); strict calls then raise the spec's error
+        return F(logit)
     u1 = uniform_pair_scalar(k0, k1, site, draw, row, element)[0]
     return F(1.0) if u1 < sigmoid_scalar(logit) else F(0.0)
 
@@ -86,28 +91,46 @@ def step(x):
     return F(1.0) if x > F(0.0) else F(0.0)
 
 
-@njit(**JIT)
-def exp_neg_fast(y):
-    """e**y for y <= 0 by range reduction and polynomials only (vectorisable); 0 below e**-24."""
-    y = y if y > F(-24.0) else F(-24.0)
-    kf = math.floor(y * F(1.4426950408889634) + F(0.5))
-    r = y - kf * F(0.693145751953125) - kf * F(1.4286068203094173e-06)
+@njit(**FAST)
+def exp_fast(y):
+    """e**y for |y| <= 20 (clamped at +-20; NaN stays NaN), float32 arithmetic and polynomials only.
+
+    Range reduction y = +-(n ln2 + r), |r| <= ln2/2, n = round(|y| / ln2) <= 29, and 2**n as the
+    integer 1 << n: every step vectorises (no libm call, no float64: math.floor would give int64
+    and promote the whole polynomial to float64). Rel. error <= 3e-7 (test_numba_hnca_kernels.py).
+    """
+    t = abs(y)
+    tc = F(20.0) if t > F(20.0) else t      # NaN stays NaN ...
+    tn = tc if tc <= F(20.0) else F(20.0)   # ... but never reaches the integer conversion
+    n = np.int32(tn * F(1.4426950408889634) + F(0.5))
+    kf = F(n)
+    r = (tc - kf * F(0.693145751953125)) - kf * F(1.4286068203094173e-06)
+    r = r if y >= F(0.0) else -r
     p = {exp_poly}
-    n = np.int32(-kf)
-    s = F(1.0)
-    s = s * (F(0.5) if n & 1 else F(1.0))
-    s = s * (F(0.25) if n & 2 else F(1.0))
-    s = s * (F(0.0625) if n & 4 else F(1.0))
-    s = s * (F(0.00390625) if n & 8 else F(1.0))
-    s = s * (F(1.52587890625e-05) if n & 16 else F(1.0))
-    s = s * (F(2.3283064365386963e-10) if n & 32 else F(1.0))
-    return p * s
+    # 2**n and 2**-n = 2**(29-n) 2**-29, exact and without a division; the ufuncs keep the integer
+    # ops in int32 (the operators promote to int64: twice the vector instructions)
+    up = F(np.left_shift(np.int32(1), n))
+    down = F(np.left_shift(np.int32(1), np.subtract(np.int32(29), n))) * F(1.862645149230957e-09)
+    return p * (up if y >= F(0.0) else down)
 
 
-@njit(**JIT)
+@njit(**FAST)
+def exp_neg_fast(y):
+    """e**y for y <= 0 (exp_fast; e**-20 ~ 2e-9 below y = -20)."""
+    return exp_fast(y)
+
+
+@njit(**FAST)
 def softplus_fast(x):
-    """max(x, 0) + log1p(exp(-|x|)) from polynomials only (abs. error ~3e-7)."""
-    t = exp_neg_fast(-abs(x))
+    """max(x, 0) + log1p(exp(-|x|)) from float32 polynomials only: abs. error <= 3e-7 for |x| <= 8,
+    and at most half an ulp of x above (the rounding of x + log1p(.)); NaN and +-inf as softplus."""
+    a = abs(x)
+    ac = F(20.0) if a > F(20.0) else a      # as exp_fast(-a), without its sign selects
+    an = ac if ac <= F(20.0) else F(20.0)
+    n = np.int32(an * F(1.4426950408889634) + F(0.5))
+    kf = F(n)
+    r = kf * F(1.4286068203094173e-06) - (ac - kf * F(0.693145751953125))
+    t = ({exp_poly}) * (F(np.left_shift(np.int32(1), np.subtract(np.int32(29), n))) * F(1.862645149230957e-09))
     m = x if x > F(0.0) else F(0.0)
     return m + t * ({log1p_poly})
 '''
@@ -164,7 +187,7 @@ def _lse_shift(lg, w, i, s):
 
 
 @njit(**JIT)
-def hnca_cat_row(u, w, lg, c, out):
+def {cat_exact}(u, w, lg, c, out):
     """delta_i for a categorical child with value c: w_ic - s (lse(lg + s w_i) - lse(lg))."""
     n = w.shape[0]
     m0, a0 = _lse_shift(lg, w, 0, F(0.0))  # s = 0: lse(lg) itself
@@ -183,7 +206,7 @@ def hnca_cat_row(u, w, lg, c, out):
             out[i] = on - off
 
 
-@njit(**JIT)
+{cat_f32}@njit(**JIT)
 def _loglik_bern(lg, w, u, v, c):
     """sum_j log pi(c_j | lg_j + w_vj - w_uj) for a Bernoulli child (numpy_credit._log_lik)."""
     tot = F64(0.0)
@@ -252,6 +275,55 @@ def colsum(x, out):
 '''
 
 
+_CAT_F32 = '''@njit(**FAST)
+def hnca_cat_row(u, w, lg, c, out):
+    """float32 hnca_cat_row: one vectorised pass over the m children per parent, no libm call in it.
+
+    With mx = max_j lg_j, lse(lg + s w_i) = mx + log(acc_i), acc_i = sum_j exp_fast(lg_j - mx + s w_ij)
+    and base = mx + log(sum_j exp(lg_j - mx)), so delta_i = w_ic - s (log acc_i - log a0).
+    exp_fast clamps its argument to [-20, 20]: acc_i is exact to ~3e-7 relative when the
+    arguments stay <= 20 (acc_i <= 1e8) and the clamped terms (<= m e**-20 in all) are
+    negligible (acc_i >= m 2e-3). Other parents (and u not 0/1, non-finite logits) take the
+    per-parent max-shifted nest (_lse_shift), as the float64 path.
+    """
+    n, m = w.shape
+    mx = lg[0]
+    for j in range(1, m):
+        x = lg[j]
+        if x > mx or x != x:
+            mx = x
+    if not (mx - mx == F(0.0)):  # non-finite logits: the per-parent nest for the whole row
+        _hnca_cat_row_exact(u, w, lg, c, out)
+        return
+    a0 = F64(0.0)
+    for j in range(m):
+        a0 += math.exp(F64(lg[j] - mx))
+    la0 = math.log(a0)
+    base = F(la0) + mx
+    lo = F(m) * F(2e-3)
+    for i in range(n):
+        ui = u[i]
+        if ui == F(0.0) or ui == F(1.0):
+            s = F(1.0) - F(2.0) * ui
+            acc = F(0.0)
+            for j in range(m):
+                acc += exp_fast((lg[j] - mx) + s * w[i, j])
+            if acc >= lo and acc <= F(1e8):
+                out[i] = w[i, c] - s * F(math.log(acc) - la0)
+                continue
+            m1, a1 = _lse_shift(lg, w, i, s)
+            out[i] = w[i, c] - s * ((F(math.log(F(a1))) + m1) - base)
+        else:
+            m1, a1 = _lse_shift(lg, w, i, F(1.0) - ui)
+            m2, a2 = _lse_shift(lg, w, i, -ui)
+            on = (lg[c] + w[i, c] * (F(1.0) - ui)) - (F(math.log(F(a1))) + m1)
+            off = (lg[c] - w[i, c] * ui) - (F(math.log(F(a2))) + m2)
+            out[i] = on - off
+
+
+'''
+
+
 def _horner(var: str, coefs: tuple[float, ...]) -> str:
     expr = f"F({coefs[-1]!r})"
     for c in reversed(coefs[:-1]):
@@ -267,7 +339,9 @@ def runtime_source(precision: str) -> str:
     body = _SCALARS.format(exp_poly=_horner("r", EXP_COEFS), log1p_poly=_horner("t", LOG1P_COEFS))
     hnca = _HNCA.format(loop_jit="FAST" if fast else "JIT", acc0="F(0.0)" if fast else "F64(0.0)",
                         softplus="softplus_fast" if fast else "softplus",
-                        exp="exp_neg_fast" if fast else "math.exp")
+                        exp="math.exp",  # float32 too: _lse_shift is the exact fallback of the fast nest
+                        cat_exact="_hnca_cat_row_exact" if fast else "hnca_cat_row",
+                        cat_f32=_CAT_F32 if fast else "")
     return _HEADER.format(precision=precision) + "\n\n" + scal + "\n\n" + body + hnca
 
 

@@ -95,7 +95,8 @@ def _normal(node, cx, idx):
 
 def _bernoulli_logp(node, cx, idx):
     logits, value = (cx.fval(x, idx) for x in node.inputs)
-    return f"({value} * {logits} - rt.softplus({logits}))"
+    inf = f"({cx.lit(0.0)} if {value} == ({cx.lit(1.0)} if {logits} > 0 else {cx.lit(0.0)}) else {cx.lit(-math.inf)})"
+    return f"(({value} * {logits} - rt.softplus({logits})) if abs({logits}) != math.inf else {inf})"  # numpy_ops
 
 
 def _normal_logp(node, cx, idx):
@@ -174,7 +175,7 @@ def _softmax_like(log: bool):
 
 def _logsumexp(node, cx, out):
     x = node.inputs[0]
-    whole = tuple(node.attrs["axes"]) != (x.rank - 1,)  # else: over the last axis only
+    whole = tuple(node.attrs["axes"]) != (x.type.rank - 1,)  # else: over the last axis only
     if whole:  # flatten every per-row axis of x: nested loops, then one running max and sum
         lead, dims = [], x.shape
     else:

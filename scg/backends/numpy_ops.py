@@ -13,6 +13,7 @@ scalars under NEP 50) are mixed into float arrays, never float64 constants.
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -124,6 +125,116 @@ def gather_last(node: Node, x: np.ndarray, x_batched: bool, idx: np.ndarray, idx
     return np.take_along_axis(xf, idxf[..., None], axis=-1)[..., 0]
 
 
+# -- argument checks of samplers and densities ----------------------------------
+# Ops whose arguments are validated at run time (the domain of a distribution).
+CHECKED_OPS = frozenset({Op.BERNOULLI, Op.CATEGORICAL, Op.NORMAL, Op.NORMAL_LOGP, Op.EQUAL})
+# Off while an estimator compiled with ``check_finite=False`` runs (NaN in, NaN out); a context
+# variable, so it is scoped to that call and thread.
+ARGUMENT_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("scg_argument_checks", default=True)
+
+
+def argument_checks(node: Node | None = None) -> bool:
+    """Whether distribution arguments are validated in the current call (True unless turned off)."""
+    return ARGUMENT_CHECKS.get()
+
+
+def _where_bad(bad: np.ndarray, batched: bool) -> str:
+    """' (row r, element e)' of the first True of ``bad``, for error messages."""
+    first = np.unravel_index(int(np.argmax(bad)), bad.shape)
+    if batched and bad.ndim:
+        row, elem = int(first[0]), tuple(int(i) for i in first[1:])
+        return f"row {row}" + (f", element {elem}" if elem else "")
+    return f"element {tuple(int(i) for i in first)}" if first else "the scalar"
+
+
+def _sampled_name(node: Node) -> str:
+    """The user's name of the sample a density or sampler is about (a density's value input)."""
+    if node.name:
+        return node.label()
+    for x in reversed(node.inputs):
+        if x.name and x.op in (Op.BERNOULLI, Op.CATEGORICAL, Op.NORMAL, Op.ADD, Op.INPUT):
+            return x.label()
+    return node.label()
+
+
+def _is_probs_form(logits: Node) -> bool:
+    """``Bernoulli(probs=p)`` builds logits as ``log(p) - log(1 - p)``."""
+    return logits.op is Op.SUB and all(x.op is Op.LOG for x in logits.inputs)
+
+
+def _check_bernoulli(node: Node, logits: np.ndarray, batched: bool) -> None:
+    bad = np.isnan(logits)
+    if not bad.any():
+        return
+    where = _where_bad(bad, batched)
+    if _is_probs_form(node.inputs[0]):
+        raise InputError(f"Bernoulli sample {node.label()}: probs outside [0, 1] (or NaN) at {where} "
+                         f"({int(bad.sum())} element(s)); expected probabilities in [0, 1]")
+    raise InputError(f"Bernoulli sample {node.label()}: logits are NaN at {where} ({int(bad.sum())} "
+                     "element(s)); expected real logits (+-inf allowed: probability 1 or 0)")
+
+
+def _check_categorical(node: Node, logits: np.ndarray, batched: bool) -> None:
+    nan = np.isnan(logits).any(axis=-1)
+    if nan.any():
+        raise InputError(f"Categorical sample {node.label()}: logits are NaN at {_where_bad(nan, batched)} "
+                         f"({int(nan.sum())} distribution(s)); expected real logits")
+    pinf = (logits == np.inf).any(axis=-1)
+    if pinf.any():
+        raise InputError(f"Categorical sample {node.label()}: a logit is +inf at {_where_bad(pinf, batched)}; "
+                         "expected finite logits (-inf allowed: probability 0)")
+    empty = (logits == -np.inf).all(axis=-1)
+    if empty.any():
+        raise InputError(f"Categorical sample {node.label()}: every logit is -inf at "
+                         f"{_where_bad(empty, batched)}: no category has positive probability")
+
+
+def _check_normal(node: Node, loc: np.ndarray, scale: np.ndarray, what: str) -> None:
+    (tl, ts) = node.inputs[:2]
+    bad = np.zeros((), bool) if scale is None else ~(scale > 0.0)
+    if bad.any():
+        first = np.asarray(scale)[np.unravel_index(int(np.argmax(bad)), bad.shape)] if bad.ndim else scale
+        raise InputError(f"Normal {what} {_sampled_name(node)}: scale must be positive, got {float(first)!r} "
+                         f"at {_where_bad(bad, ts.batched)} ({int(np.sum(bad))} element(s))")
+    bad = np.zeros((), bool) if loc is None else np.isnan(loc)
+    if bad.any():
+        raise InputError(f"Normal {what} {_sampled_name(node)}: loc is NaN at {_where_bad(bad, tl.batched)}; "
+                         "expected real values")
+
+
+def _check_label(node: Node, args: list) -> None:
+    """``equal(a, y)`` with ``a`` a Categorical sample over K classes: an input label y must be in [0, K)."""
+    for (sample, label), value in ((node.inputs, args[1]), (node.inputs[::-1], args[0])):
+        if sample.op is not Op.CATEGORICAL or label.op is not Op.INPUT or value is None:
+            continue
+        k, idx = sample.inputs[0].shape[-1], np.asarray(value)
+        bad = (idx < 0) | (idx >= k)
+        if bad.any():
+            raise InputError(f"equal({sample.name}, {label.name}): input {label.label()} has label "
+                             f"{int(idx[bad].ravel()[0])} at {_where_bad(bad, label.batched)}, but Categorical sample "
+                             f"{sample.label()} takes values in [0, {k}): expected labels in [0, {k})")
+
+
+def check_arguments(node: Node, args: list[np.ndarray], env: Env) -> None:
+    """Validate the arguments of a CHECKED_OPS node (its input values, interpreter layout).
+
+    The samplers and densities below call this first; the numba backend calls it on
+    arguments its plan materialises, so both raise the very same InputError.
+    """
+    if node.op not in CHECKED_OPS or not argument_checks(node):
+        return
+    if node.op is Op.EQUAL:
+        _check_label(node, args)
+    elif node.op is Op.BERNOULLI:
+        _check_bernoulli(node, np.asarray(args[0]), node.inputs[0].batched)
+    elif node.op is Op.CATEGORICAL:
+        _check_categorical(node, np.asarray(args[0]), node.inputs[0].batched)
+    else:  # a None argument (not materialised by a compiled plan) is not checked
+        loc, scale = (None if a is None else fl(expand(a, x.batched, node.type.rank), env)
+                      for a, x in zip(args[:2], node.inputs[:2], strict=True))
+        _check_normal(node, loc, scale, "sample" if node.op is Op.NORMAL else "log_prob of")
+
+
 # -- leaves computed from attrs -------------------------------------------------
 def _const(node, _args, env):
     return np.asarray(node.attrs["value"], dtype=np.int64 if node.dtype == I64 else env.dtype)
@@ -175,6 +286,7 @@ def _arith(fn):
 
 def _compare(fn):
     def impl(node, args, env):
+        check_arguments(node, args, env)
         a, b = aligned(node, args)
         return fn(a, b).astype(env.dtype)
     return impl
@@ -259,14 +371,17 @@ def _unbroadcast(node, args, _env):
 def _bernoulli(node, args, env):
     """Bernoulli(sigmoid(logits)), in float64 (rng.bernoulli), every draw in one call."""
     site = node.attrs["site"]
+    check_arguments(node, args, env)
     logits = to_full(np.asarray(args[0], np.float64), node.inputs[0].batched, node.shape, True, env)
     draws, rows = draw_layout(env)
-    return rng.bernoulli(logits, env.seed, site, draws, rows).astype(env.dtype)
+    out = rng.bernoulli(logits, env.seed, site, draws, rows).astype(env.dtype)
+    return np.where(np.isnan(logits), logits, out).astype(env.dtype, copy=False)  # NaN in, NaN out
 
 
 def _categorical(node, args, env):
     """Categorical(softmax(logits)) over the last axis, per draw k (rng.categorical)."""
     site, t = node.attrs["site"], node.inputs[0]
+    check_arguments(node, args, env)
     logits = to_full(np.asarray(args[0], np.float64), t.batched, node.shape + t.shape[-1:], True, env)
     draws, rows = draw_layout(env)
     return rng.categorical(logits, env.seed, site, draws, rows)
@@ -274,6 +389,7 @@ def _categorical(node, args, env):
 
 def _normal(node, args, env):
     """loc + scale * eps with eps = NOISE_NORMAL of the same site: the pathwise rewrite, bit for bit."""
+    check_arguments(node, args, env)
     loc, scale = (fl(a, env) for a in aligned(node, args))
     return loc + scale * normal_noise(node.shape, node.attrs["site"], env)
 
@@ -282,7 +398,9 @@ def _normal(node, args, env):
 def _bernoulli_logp(node, args, env):
     """log p(v) = v*l - softplus(l) (= v log sigmoid(l) + (1-v) log sigmoid(-l)); finite at |l| = 1e4."""
     logits, value = (fl(a, env) for a in aligned(node, args))
-    return value * logits - softplus(logits)
+    out = value * logits - softplus(logits)
+    # logits of +-inf (probs exactly 1 or 0): log p = 0 for the certain value, -inf otherwise (not inf - inf)
+    return np.where(np.isinf(logits), np.where(value == (logits > 0), 0.0, -np.inf), out).astype(out.dtype, copy=False)
 
 
 def _categorical_logp(node, args, env):
@@ -293,6 +411,7 @@ def _categorical_logp(node, args, env):
 
 def _normal_logp(node, args, env):
     """log N(v; loc, scale) = -((v-loc)/scale)^2/2 - log(scale) - log(2 pi)/2."""
+    check_arguments(node, args, env)
     loc, scale, value = (fl(a, env) for a in aligned(node, args))
     z = (value - loc) / scale
     return -0.5 * (z * z) - np.log(scale) - _HALF_LOG_2PI

@@ -53,7 +53,13 @@ def _numba(graph: Graph, precision: str) -> Program:
     return NumbaProgram(graph, precision)
 
 
-BACKENDS: dict[str, Callable[[Graph, str], Program]] = {"numpy": NumpyProgram, "numba": _numba}
+def _cuda(graph: Graph, precision: str) -> Program:
+    """Numba CUDA kernels (imported lazily; needs a GPU or NUMBA_ENABLE_CUDASIM=1, see cuda_backend)."""
+    from scg.backends.cuda_backend import CudaProgram
+    return CudaProgram(graph, precision)
+
+
+BACKENDS: dict[str, Callable[[Graph, str], Program]] = {"numpy": NumpyProgram, "numba": _numba, "cuda": _cuda}
 
 
 def get_backend(name: str) -> Callable[[Graph, str], Program]:
