@@ -32,6 +32,8 @@ from scg.errors import ScgError, ScgWarning
 from scg.exact import exact
 from scg.compiled import compile  # noqa: A004
 from scg import diagnostics
+from scg import datasets, optim, training
+from scg.training import train
 
 __version__ = "0.1.0"
 
@@ -41,3 +43,4 @@ __all__ = [
     "logsumexp", "matmul", "mean", "one_hot", "param", "relu", "sample", "sigmoid", "softmax",
     "softplus", "sqrt", "square", "stop_gradient", "sum", "take", "tanh", "to_float", "where",
 ]
+__all__ += ["datasets", "optim", "train", "training"]

@@ -105,6 +105,13 @@ class CompiledEstimator:
         """LLVM IR of a generated kernel (compiled backends only)."""
         return self.program.llvm(kernel)
 
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore EMA baselines (e.g. ``other.state`` or a checkpoint's); later calls continue from them."""
+        self.reset_baseline()
+        for name, value in state.items():
+            self.state[name] = np.asarray(value, dtype=np.float64)
+            self._ema_seen.add(name)
+
     def reset_baseline(self) -> None:
         self.state.clear()
         self._ema_seen.clear()
