@@ -82,7 +82,9 @@ class CompiledEstimator:
         self.ir = derived.graph
         self.assignment = derived.assignment
         self.baseline = baseline
-        self.program = get_backend(backend)(self.ir, precision)
+        program = get_backend(backend)(self.ir, precision)
+        # check_finite=False also switches off the backends' distribution-argument checks
+        self.program = program if check_finite else _Unchecked(program)
         self.state: dict[str, np.ndarray] = {}
         self._ema_seen: set[str] = set()
 
@@ -151,7 +153,6 @@ class CompiledEstimator:
         ``check_finite`` also switches the backends' distribution-argument checks (probs in
         [0, 1], NaN logits, a Normal's scale > 0): off, NaN flows through to the results.
         """
-        self._argument_checks()
         if not isinstance(params, Mapping) or not isinstance(inputs, Mapping):
             return  # the backend's bind() names the problem
         for name, value in inputs.items():
@@ -168,14 +169,6 @@ class CompiledEstimator:
                     bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
                     raise InputError(f"{kind} {name!r} has {bad} non-finite value(s) (NaN or inf); "
                                      "pass finite values, or compile with check_finite=False to allow them")
-
-    def _argument_checks(self) -> None:
-        """With ``check_finite=False`` the program runs with the distribution-argument checks off."""
-        lenient = isinstance(self.program, _Unchecked)
-        if not self.check_finite and not lenient:
-            self.program = _Unchecked(self.program)
-        elif self.check_finite and lenient:
-            self.program = self.program.inner
 
     def _samples(self, values: dict[int, np.ndarray], k: int) -> dict[str, np.ndarray]:
         out = {}
@@ -194,10 +187,9 @@ class CompiledEstimator:
                 costs[key.removeprefix("cost/")] = float(np.mean(values[node.uid]))
             elif key.startswith("ema/"):
                 self._update_ema(key.removeprefix("ema/"), values[node.uid])
-        n = next(iter(v.shape[0] for key, node in outs.items() if key.startswith("sample/")
-                      for v in [values[node.uid]]), k)
+        rows = next((values[node.uid].shape[0] // k for key, node in outs.items() if key.startswith("cost/")), 1)
         return Result(grads=grads, cost=float(values[outs["cost"].uid]), costs=costs,
-                      samples=self._samples(values, k), n_rows=n // k, n_samples=k)
+                      samples=self._samples(values, k), n_rows=rows, n_samples=k)
 
     def _update_ema(self, name: str, value: np.ndarray) -> None:
         value = np.asarray(value, dtype=np.float64)
