@@ -14,22 +14,24 @@ from tests.estimators.oracle import is_unbiased
 ESTIMATORS = ["reinforce", "scg", "muprop", "hnca"]
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("graph", sorted(GRAPHS))
 @pytest.mark.parametrize("estimator", ESTIMATORS)
-def test_unbiased(graph, estimator):
+def test_unbiased(graph, estimator, backend):
     g, params, inputs = GRAPHS[graph]()
     ex = scg.exact(g, params, inputs)
-    est = scg.compile(g, estimator=estimator)
+    est = scg.compile(g, estimator=estimator, backend=backend)
     ok, worst = is_unbiased(est, ex, params, inputs)
     assert ok, f"{estimator} on {graph}: max |z| = {worst:.2f}\n{est.ir}"
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("baseline", ["ema", "loo"])
 @pytest.mark.parametrize("estimator", ESTIMATORS)
-def test_unbiased_with_baselines(estimator, baseline):
+def test_unbiased_with_baselines(estimator, baseline, backend):
     g, params, inputs = GRAPHS["bandit"]()
     ex = scg.exact(g, params, inputs)
-    est = scg.compile(g, estimator=estimator, baseline=baseline)
+    est = scg.compile(g, estimator=estimator, baseline=baseline, backend=backend)
     est(params, inputs, seed=99, n_samples=50)  # warm the EMA state so the baseline is non-zero
     ok, worst = is_unbiased(est, ex, params, inputs)
     assert ok, f"{estimator}+{baseline}: max |z| = {worst:.2f}"
