@@ -23,7 +23,14 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "examples" / "results"
+
+
+def shown(path) -> str:
+    """A path as recorded in results and logs: relative to the repo when inside it (no machine paths)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def base_parser(description: str, default_out: str) -> argparse.ArgumentParser:

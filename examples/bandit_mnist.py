@@ -203,7 +203,7 @@ def main(argv=None):
                 for e in r["evals"]:
                     w.writerow([depth, label, seed, e["step"], e["test_acc"], e["test_reward"]])
     _common.write_json(out / "results.json", {
-        "command": _common.command_line(), "config": vars(args), "seeds": seeds, "dataset": repr(data),
+        "command": _common.command_line(), "config": {**vars(args), "out": _common.shown(args.out)}, "seeds": seeds, "dataset": repr(data),
         "summary": {f"depth{d}": t for d, t in tables.items()},
         "total_seconds": time.perf_counter() - t_start, "environment": _common.environment(),
         "accuracy": "greedy action (argmax of output softmax) with sampled hidden units, on the fixed binarised test set",
@@ -213,7 +213,7 @@ def main(argv=None):
     })
     if not args.no_plot:
         plot(results, depths, labels, seeds, out / "test_accuracy.png", args)
-    print(f"wrote {out}/results.json, curves.csv" + ("" if args.no_plot else ", test_accuracy.png"))
+    print(f"wrote {_common.shown(out)}/results.json, curves.csv" + ("" if args.no_plot else ", test_accuracy.png"))
 
 
 if __name__ == "__main__":

@@ -122,12 +122,12 @@ def main(argv=None):
         for label, r in rows.items():
             w.writerow([label, r["mean"], r["std"], r["std_error"], r["z_vs_exact"], exact_grad])
     _common.write_json(out / "results.json", {
-        "command": _common.command_line(), "config": vars(args), "exact_gradient": exact_grad,
+        "command": _common.command_line(), "config": {**vars(args), "out": _common.shown(args.out)}, "exact_gradient": exact_grad,
         "exact_cost": exact_cost, "estimates_at_phi0": rows, "optimisation": curves,
         "environment": _common.environment()})
     if not args.no_plot:
         plot(rows, curves, exact_grad, args, out / "rebar_toy.png")
-    print(f"wrote {out}/results.json, gradients.csv" + ("" if args.no_plot else ", rebar_toy.png"))
+    print(f"wrote {_common.shown(out)}/results.json, gradients.csv" + ("" if args.no_plot else ", rebar_toy.png"))
 
 
 def plot(rows, curves, exact_grad, args, path):

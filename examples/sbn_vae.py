@@ -198,14 +198,14 @@ def main(argv=None):
             for e in evals:
                 w.writerow([layers, label, e["step"], e["test_elbo"], e["train_elbo"]])
     _common.write_json(out / "results.json", {
-        "command": _common.command_line(), "config": vars(args), "dataset": repr(data), "table": table,
+        "command": _common.command_line(), "config": {**vars(args), "out": _common.shown(args.out)}, "dataset": repr(data), "table": table,
         "encoder_gradient_variance": variance, "curves": runs,
         "total_seconds": time.perf_counter() - t_start, "environment": _common.environment(),
         "elbo": "single-sample ELBO estimate (analytic entropy for layer 1) averaged over fixed binarised images",
     })
     if not args.no_plot:
         plot(runs, depths, labels, out / "elbo.png", args)
-    print(f"wrote {out}/results.json, curves.csv" + ("" if args.no_plot else ", elbo.png"))
+    print(f"wrote {_common.shown(out)}/results.json, curves.csv" + ("" if args.no_plot else ", elbo.png"))
 
 
 def plot(runs, depths, labels, path, args):
