@@ -605,7 +605,11 @@ def main(argv=None) -> int:
                 log(f"  {r['estimator']:9s} {r['precision']} seed {r['seed']} {against:24s} max rel err "
                     f"{r['max_rel_err']:.1e} ({r['worst_param']}) tol {r['tol']:.0e} "
                     f"{'ok' if r['ok'] else 'MISMATCH'}")
-            log(f"  cross-check: {'all match' if cc['all_ok'] else 'MISMATCHES (see above)'}")
+            for name in ("torch", "jax"):
+                if name in cc:
+                    log(f"  {name}: {cc[name]}")
+            verdict = "all match" if cc["all_ok"] else "MISMATCHES (see above)"
+            log(f"  cross-check: {verdict if cc['results'] else 'nothing to compare (no comparator available)'}")
 
         sweep_widths = QUICK_SWEEP if args.quick else FULL_SWEEP
         log("machine floor: measuring softplus and sgemm rates ...")
