@@ -34,6 +34,7 @@ class Graph:
         self._named: dict[str, Node] = {}
         self._members: set[int] = set()
         self._next_site = 0
+        self._views: dict[frozenset[Op], tuple[int, dict[str, Node]]] = {}
 
     # -- construction -------------------------------------------------------
     def add(
@@ -96,7 +97,13 @@ class Graph:
 
     # -- views --------------------------------------------------------------
     def _role(self, ops: frozenset[Op] | set[Op]) -> dict[str, Node]:
-        return {n.name: n for n in self.nodes if n.op in ops}
+        # backends consult these views on every call: cache them until the graph grows
+        key = frozenset(ops)
+        cached = self._views.get(key)
+        if cached is None or cached[0] != len(self.nodes):
+            cached = (len(self.nodes), {n.name: n for n in self.nodes if n.op in key})
+            self._views[key] = cached
+        return dict(cached[1])
 
     @property
     def inputs(self) -> dict[str, Node]:
