@@ -70,7 +70,7 @@ def test_unsupported_op_is_a_clear_compile_time_error(monkeypatch):
     with g:
         x = scg.input("x", shape=(2,))
         scg.cost("c", scg.tanh(x).sum())
-    with pytest.raises(BackendError, match=r"no template for op 'tanh'"):
+    with pytest.raises(BackendError, match=r"the numba backend has no kernel template for op 'tanh'"):
         NumbaProgram(g, "float64")
 
 
