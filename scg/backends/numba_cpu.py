@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 import types
 from collections.abc import Callable
 
@@ -58,19 +59,52 @@ def runtime_module(precision: str):
     return kernel_cache.load(f"scg_rt_{precision}", numba_runtime.runtime_source(precision))
 
 
-def blas_limit(parallel: bool):
-    """While a program runs, BLAS gets ``SCG_BLAS_THREADS`` threads (default 1; "0" leaves BLAS alone).
+class _BlasLimit:
+    """While any program runs, BLAS gets ``SCG_BLAS_THREADS`` threads (default 1; "0" leaves BLAS alone).
 
     Measured on the 2-core machines, 784-200-200-200-10 bandit, float32, median step:
     HNCA B=50 216 ms (BLAS threaded, OpenMP layer) -> 164 ms (workqueue) -> 13 ms (workqueue
     + 1 BLAS thread); REINFORCE B=50 103 ms -> 2.3 ms. Idle OpenBLAS workers spin and fight
     the Numba kernels and the Python thread for the cores; one BLAS thread costs ~1-3 ms per
-    1024-row layer. ``parallel`` is kept for callers that want to decide per program.
+    1024-row layer.
+
+    Reference-counted across threads: the first run to enter sets the limit, the last to
+    leave restores the user's setting (nested threadpoolctl limits from two threads restore
+    out of order and left BLAS at 1 thread for good).
     """
-    limit = os.environ.get("SCG_BLAS_THREADS", "1")
-    if limit in ("", "0", "none") or _controller() is None:
-        return contextlib.nullcontext()
-    return _controller().limit(limits=int(limit), user_api="blas")
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._active = 0
+        self._limiter = None
+
+    @contextlib.contextmanager
+    def __call__(self):
+        limit = os.environ.get("SCG_BLAS_THREADS", "1")
+        if limit in ("", "0", "none") or _controller() is None:
+            yield
+            return
+        with self._lock:
+            if self._active == 0:
+                self._limiter = _controller().limit(limits=int(limit), user_api="blas")
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                if self._active == 0:
+                    self._limiter.restore_original_limits()
+                    self._limiter = None
+
+
+blas_limit = _BlasLimit()
+# Numba's workqueue layer (our default, see above) aborts the process when two threads enter
+# parallel regions at once. Calls from several threads therefore take turns through the kernels
+# (bind, checks and the Python around them stay concurrent). Measured in
+# benchmarks/threads.py: the lock costs under a microsecond a call, and concurrent throughput
+# equals serial throughput (each call's kernels already use every core; njit code holds the GIL).
+RUN_LOCK = threading.RLock()
 
 
 @functools.cache
@@ -180,7 +214,7 @@ class NumbaProgram(PlannedProgram):
         env, values, skip = bind(self.graph, params, inputs, precision=self.precision, **call)
         variant = self._variant(frozenset(values), frozenset(skip))
         k0, k1 = seed_key(env.seed)
-        with np.errstate(all="ignore"), blas_limit(variant.parallel):
+        with RUN_LOCK, np.errstate(all="ignore"), blas_limit():
             for step in variant.steps:
                 step(values, env, k0, k1)
         self.check_call(values.get, env, skip, self.spec(params, inputs, call))
