@@ -157,13 +157,14 @@ class CudaProgram(PlannedProgram):
             outs = [(u, tuple(by_uid[u].shape), np.int64 if by_uid[u].dtype == "i64" else dtype)
                     for u in k.outputs]
             check = self.index_checks(k)
+            sites = module.SITES[k.name]
 
             def rows(S: Store, env, k0, k1):
                 check(S.h)
                 for u, shape, dt in outs:
                     S.put_dev(u, cuda.device_array((env.n, *shape), dt))
                 blocks, tpb = cuda_runtime.launch_config(env.n)
-                func[blocks, tpb](env.n, env.n_rows, k0, k1, dtype(1.0 / env.n), *[S.d(u) for u in arrays])
+                func[blocks, tpb](env.n, env.n_rows, k0, k1, *sites, dtype(1.0 / env.n), *[S.d(u) for u in arrays])
             return rows
         (node,) = k.nodes
         if k.kind == "cross" and node.op is Op.LOO_BASELINE:

@@ -179,12 +179,13 @@ class NumbaProgram(PlannedProgram):
             outs = [(u, tuple(by_uid[u].shape), np.int64 if by_uid[u].dtype == "i64" else dtype)
                     for u in k.outputs]
             check = self.index_checks(k)
+            sites = module.SITES[k.name]
 
             def rows(V, env, k0, k1):
                 check(V.__getitem__)
                 for u, shape, dt in outs:
                     V[u] = np.empty((env.n, *shape), dt)
-                func(env.n, env.n_rows, k0, k1, dtype(1.0 / env.n), *[_arg(V[u]) for u in arrays])
+                func(env.n, env.n_rows, k0, k1, *sites, dtype(1.0 / env.n), *[_arg(V[u]) for u in arrays])
             return rows
         (node,) = k.nodes
         if k.kind == "cross" and node.op is Op.LOO_BASELINE:
