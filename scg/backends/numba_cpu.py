@@ -205,6 +205,15 @@ class NumbaProgram(PlannedProgram):
                 V[node.uid] = out
             return colsum
 
+        if node.uid in self.folded:
+            cache: list[np.ndarray] = []
+
+            def folded(V, env, k0, k1):  # a constant: its numpy rule once, at the first call
+                if not cache:
+                    cache.append(run_node(node, [V[x.uid] for x in node.inputs], env))
+                V[node.uid] = cache[0]
+            return folded
+
         def host(V, env, k0, k1):  # BLAS (matmul, outer_sum) and unbatched nodes: the numpy rule itself
             V[node.uid] = run_node(node, [V[x.uid] for x in node.inputs], env)
         return host

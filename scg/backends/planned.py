@@ -41,11 +41,14 @@ from scg.backends.numpy_ref import PRECISIONS, evaluate, numpy_impls
 from scg.errors import BackendError, InputError
 from scg.ir.graph import Graph
 from scg.ir.node import Node
-from scg.ir.ops import Op
+from scg.ir.ops import Kind, Op
 from scg.passes.fuse import Kernel, Plan, fuse
 from scg.passes.lower import OpClass, lower
 
 LOADED = frozenset({Op.INPUT, Op.PARAM, Op.EXTERNAL_COST, Op.STATE})
+# ops whose unbatched value depends on their operands only (foldable when the operands are constants)
+_PURE = frozenset({Op.RESHAPE, Op.BROADCAST_TO, Op.TRANSPOSE, Op.SUM, Op.MEAN})
+_PURE_KINDS = frozenset({Kind.UNARY, Kind.BINARY, Kind.TERNARY})
 # what the numpy rules say when an index is out of range (identical errors on every backend)
 CHECK_WHAT = {Op.ONE_HOT: "one_hot of", Op.TAKE: "take with index", Op.CATEGORICAL_LOGP: "log_prob of value"}
 
@@ -185,6 +188,25 @@ class PlannedProgram:
             spec_call()
         return BackendError(f"a {self.backend} kernel of graph {self.graph.name!r} failed: "
                             f"{type(error).__name__}: {error}")
+
+    @property
+    def folded(self) -> frozenset[int]:
+        """uids of nodes whose value is the same on every call (constants and pure ops of constants).
+
+        A backend computes them once (constant folding at the first call; their rule only
+        depends on the program's dtype) instead of re-running their NumPy rule on every call.
+        """
+        got = self.__dict__.get("_folded")
+        if got is None:
+            ok: set[int] = set()
+            for n in self.graph.nodes:
+                if n.batched:
+                    continue
+                if n.op is Op.CONST or (n.op in _PURE or n.op.kind in _PURE_KINDS) and all(
+                        x.uid in ok for x in n.inputs):
+                    ok.add(n.uid)
+            got = self.__dict__["_folded"] = frozenset(ok)
+        return got
 
     @property
     def _checked_nodes(self) -> list[Node]:
