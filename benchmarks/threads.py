@@ -29,6 +29,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+if str(ROOT) not in sys.path:  # this checkout's scg, not an installed one
+    sys.path.insert(0, str(ROOT))
 CALLS = 64
 
 
@@ -98,7 +100,7 @@ def main() -> None:
     for rep in range(args.repeats):
         for option, threads, env in runs:
             proc = subprocess.run([sys.executable, __file__, "--worker", option, str(threads)], cwd=ROOT,
-                                  env={**os.environ, **env}, capture_output=True, text=True, check=False)
+                                  env={**os.environ, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True, check=False)
             if proc.returncode:
                 res = {"option": option, "threads": threads, "error": f"rc={proc.returncode}",
                        "tail": proc.stderr[-300:]}
