@@ -22,9 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from scg.errors import ScgWarning
+from scg.estimators import score_function
 from scg.estimators.base import SurrogateBuilder
 from scg.estimators.pathwise import reparameterise
-from scg.estimators import score_function
 from scg.estimators.registry import SITE_RULES, assign
 from scg.estimators.routing import route
 from scg.ir.graph import Graph
