@@ -12,6 +12,7 @@ One deep graph of each kind is also compiled and run on numba against numpy (the
 those sizes run with ``SCG_LONG=1``, the default suite compiles shorter chains.
 """
 
+import itertools
 import os
 
 import numpy as np
@@ -85,7 +86,7 @@ def test_hnca_chain_depth():
     compiled = [c["compiled_kernels"] for c in got]
     # patterns, not layers: each doubling of the depth adds at most 2 distinct kernels (the credit tail
     # that collects every layer is cut at other phases), where one kernel per layer would double them
-    assert all(b - a <= 2 for a, b in zip(compiled, compiled[1:])) and max(compiled) <= 12, compiled
+    assert all(b - a <= 2 for a, b in itertools.pairwise(compiled)) and max(compiled) <= 12, compiled
     for c in got:
         assert c["max_nodes"] <= fuse_mod.MAX_KERNEL_NODES and c["max_reads"] <= fuse_mod.MAX_KERNEL_READS + 3
 
