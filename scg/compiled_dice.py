@@ -75,16 +75,21 @@ class DiceEstimator(CompiledEstimator):
             out.hessian = HessianBlocks(blocks, why)
         return out
 
-    def hvp(self, params, inputs, vector: Mapping[str, Any], *, seed: int = 0, n_samples: int = 1) -> Result:
+    def hvp(self, params, inputs, vector: Mapping[str, Any], *, seed: int = 0, n_samples: int = 1,
+            external: Mapping[str, Any] | None = None) -> Result:
         """DiCE estimate of the Hessian-vector product: ``out.hvp[q] = sum_p H[q, p] . vector[p]``.
 
         ``vector`` has one array per param (same shapes). With the same seed the
-        samples are those of ``est(params, inputs, seed=...)``. The product is
-        one extra reverse pass (no Hessian is formed), so it suits large params.
+        samples are those of ``est(params, inputs, seed=...)``; a graph with
+        external costs takes their values for those samples in ``external``
+        (draw them first with ``est.sample``). The product is one extra reverse
+        pass (no Hessian is formed), so it suits large params.
         """
-        if self.model.external_costs:
-            raise InputError("hvp: graphs with external costs are not supported by est.hvp; "
-                             "use the full Hessian (order=2) through est.sample(...).grads(...)")
+        if self.model.external_costs and not external:
+            names = ", ".join(self.model.external_costs)
+            raise InputError(f"hvp: graph {self.model.name!r} has external costs ({names}); draw the samples "
+                             "with run = est.sample(params, inputs, seed=s), then call est.hvp(params, inputs, "
+                             "vector, seed=s, external={...}) with the costs of those samples")
         if self._hvp_program is None:
             derived = derive_dice(self.model, self.baseline, hvp_only=True)
             self._hvp_ir, self._hvp_names = derived.graph, derived.hvp_vectors
@@ -101,7 +106,8 @@ class DiceEstimator(CompiledEstimator):
                 raise InputError(f"hvp: vector[{p!r}] has shape {v.shape}, expected {self.model.params[p].shape} "
                                  f"(the shape of param {p!r})")
             merged[name] = v
-        values = self._hvp_program.run(merged, inputs, state=self._state(), seed=seed, n_samples=n_samples)
+        values = self._hvp_program.run(merged, inputs, state=self._state(), seed=seed, n_samples=n_samples,
+                                       external=dict(external or {}))
         outs = self._hvp_ir.outputs
         ir, self.ir = self.ir, self._hvp_ir  # _result reads the grads and costs of the program that ran
         try:

@@ -244,3 +244,34 @@ def test_bad_order_and_options():
         scg.compile(g, estimator="hnca", options={"max_hessian_size": 3})
     with pytest.raises(ExactError, match="order"):
         scg.exact(g, {"t": np.array(0.3)}, {}, order=3)
+
+
+def test_external_costs_two_phase_hessian_and_hvp():
+    """An environment's reward: J = (sigmoid(t0) + 0.5)(sigmoid(t1) - 0.2) + |t|^2, Hessian by central differences."""
+    g = scg.Graph("ext")
+    with g:
+        t = scg.param("t", shape=(2,))
+        b = scg.sample("b", scg.Bernoulli(logits=t))
+        scg.external_cost("r", depends_on=[b])
+        scg.cost("reg", (t * t).sum())
+    params = {"t": np.array([0.3, -0.2])}
+
+    def J(v):
+        s = 1 / (1 + np.exp(-v))
+        return (s[0] + 0.5) * (s[1] - 0.2) + v @ v
+
+    h, eye = 1e-4, np.eye(2) * 1e-4
+    want = np.array([[(J(params["t"] + eye[i] + eye[j]) - J(params["t"] + eye[i] - eye[j])
+                       - J(params["t"] - eye[i] + eye[j]) + J(params["t"] - eye[i] - eye[j])) / (4 * h * h)
+                      for j in range(2)] for i in range(2)])
+    est = scg.compile(g, estimator="dice", order=2)
+    draws = []
+    for seed in range(40):
+        run = est.sample(params, {}, seed=seed, n_samples=1000)
+        reward = (run.samples["b"][..., 0] + 0.5) * (run.samples["b"][..., 1] - 0.2)
+        draws.append(run.grads(external={"r": reward}).hessian[("t", "t")])
+    assert hessian_z({("t", "t"): np.stack(draws)}, {("t", "t"): want}) < 4.0
+    hv = est.hvp(params, {}, {"t": np.array([1.0, 0.0])}, seed=39, n_samples=1000, external={"r": reward})
+    np.testing.assert_allclose(hv.hvp["t"], draws[-1][:, 0], rtol=1e-9)
+    with pytest.raises(ScgError, match="external costs"):
+        est.hvp(params, {}, {"t": np.ones(2)}, seed=1)
