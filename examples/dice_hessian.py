@@ -85,8 +85,8 @@ def network(n_calls: int, n_samples: int) -> None:
     draws = {k: [] for k in exact}
     for seed in range(n_calls):
         out = est(params, inputs, seed=seed, n_samples=n_samples)
-        for k in draws:
-            draws[k].append(out.hessian[k])
+        for k, xs in draws.items():
+            xs.append(out.hessian[k])
     worst, entries = 0.0, 0
     for k, xs in draws.items():
         xs = np.stack(xs)
