@@ -72,7 +72,7 @@ class CompiledEstimator:
     """
 
     def __init__(self, model: Graph, estimator, backend: str, baseline: str | None, precision: str,
-                 ema_decay: float, check_finite: bool = True):
+                 ema_decay: float, check_finite: bool = True, derived=None):
         if not 0.0 <= ema_decay < 1.0:
             raise ScgError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
         self.model = model
@@ -80,16 +80,14 @@ class CompiledEstimator:
         self.precision = precision
         self.ema_decay = ema_decay
         self.check_finite = check_finite
-        derived = self._derive(model, estimator, baseline)
+        if derived is None:  # a subclass may bring its own derivation (scg.compiled_dice)
+            derived = derive(model, estimator, baseline)
         self.ir = derived.graph
         self.assignment = derived.assignment
         self.baseline = baseline
         self.program = self._bind(self.ir)
         self.state: dict[str, np.ndarray] = {}
         self._ema_seen: set[str] = set()
-
-    def _derive(self, model: Graph, estimator, baseline):
-        return derive(model, estimator, baseline)
 
     def _bind(self, ir: Graph):
         program = get_backend(self.backend)(ir, self.precision)

@@ -55,14 +55,10 @@ class DiceEstimator(CompiledEstimator):
             raise EstimatorError(f"dice: order must be 1 (gradient) or 2 (gradient and Hessian), got {order!r}")
         self.order = order
         self.max_hessian_size = options["max_hessian_size"]
-        self._dice_args = {"baseline": baseline, "order": order, "max_hessian_size": self.max_hessian_size}
         self._hvp_program = None
-        super().__init__(model, "dice", backend, baseline, precision, ema_decay, check_finite)
-
-    def _derive(self, model, estimator, baseline):
-        derived = derive_dice(model, **self._dice_args)
+        derived = derive_dice(model, baseline, order=order, max_hessian_size=self.max_hessian_size)
         self.hessian_keys = dict(derived.hessian_keys)
-        return derived
+        super().__init__(model, "dice", backend, baseline, precision, ema_decay, check_finite, derived=derived)
 
     def _result(self, values, k):
         out = super()._result(values, k)
