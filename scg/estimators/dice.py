@@ -18,12 +18,13 @@ Derivatives are IR: ``grad`` of ``L`` gives the gradient, and the Hessian is the
 Jacobian of that gradient by second-order autodiff of the same graph
 (`scg.passes.higher`), or a Hessian-vector product for large parameters.
 
-Normal nodes are reparameterised (``loc + scale * eps`` is exact at every order)
-when every cost they reach is differentiable; a Normal node that reaches a
-black-box or external cost enters the magic terms through its log-density
-instead (DiCE's own treatment of every stochastic node). A black-box cost that
-depends on a parameter other than through samples has no unbiased estimate:
-refused.
+Normal nodes follow the credit routes of `scg.estimators.routing`, which hold at
+every order: reparameterised (``loc + scale * eps``) where every cost they reach is
+differentiable along smooth ops; reparameterised, with ``log p(sg(z))`` added to
+the magic of the opaque (black-box or external) costs they reach, where only
+those break the route; and otherwise a plain DiCE node (its log-density in the
+magic of all its downstream costs, its value held). Graphs with no unbiased
+estimate (a black-box cost depending on a param directly, ...) are refused there.
 
 Baselines (Mao et al. 2019, sec. 3): ``sum_w (1 - magic(log p(w))) * sg(b_w)``
 has expectation zero in every derivative order when ``b_w`` does not depend on
@@ -37,16 +38,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scg.errors import EstimatorError
 from scg.estimators.base import SurrogateBuilder
-from scg.estimators.pathwise import reparameterise
+from scg.estimators.pathwise import density_inputs, reparameterise
+from scg.estimators.routing import route
 from scg.ir.graph import Graph
 from scg.ir.node import Node
-from scg.ir.ops import STOCHASTIC_OPS, Op
+from scg.ir.ops import REPARAMETERISABLE_OPS, Op
 from scg.ir.types import F64
 from scg.ir.verify import maybe_verify
 from scg.passes.autodiff import grad
-from scg.passes.dependencies import Dependencies, analyse
+from scg.passes.dependencies import Dependencies, analyse, is_opaque
 from scg.passes.higher import hessian, hvp
 from scg.passes.simplify import simplify
 
@@ -61,37 +62,12 @@ class DerivedDice:
     hvp_vectors: Mapping[str, str] = field(default_factory=dict)  # param -> its vector leaf's name
 
 
-def _opaque(cost: Node) -> bool:
-    return cost.op is Op.EXTERNAL_COST or bool(cost.attrs.get("blackbox"))
-
-
-def assign(model: Graph) -> dict[str, str]:
-    """``"pathwise"`` for Normal nodes that reach only differentiable costs, ``"dice"`` for the rest."""
-    deps = analyse(model)
-    out = {}
-    for name, info in deps.sites.items():
-        pathwise = info.reparameterisable and not any(_opaque(c) for c in info.downstream_costs)
-        out[name] = "pathwise" if pathwise else "dice"
-    return out
-
-
-def _refuse_params_into_opaque(graph: Graph, deps: Dependencies) -> None:
-    """A black-box cost reached from a param by a path without samples cannot be differentiated."""
-    for cost in deps.costs:
-        if not _opaque(cost):
-            continue
-        stack, seen = list(cost.inputs), set()
-        while stack:
-            n = stack.pop()
-            if id(n) in seen or n.op in STOCHASTIC_OPS:
-                continue
-            seen.add(id(n))
-            if n.op is Op.PARAM:
-                raise EstimatorError(
-                    f"dice: the black-box cost {cost.name!r} depends on param {n.name!r} other than through "
-                    "samples; its derivative in that param has no unbiased estimate without differentiating "
-                    "the cost. Declare the cost without blackbox=True, or route the param through a sample")
-            stack.extend(n.inputs)
+def assign(model: Graph) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+    """``"pathwise"`` or ``"dice"`` per sample, and per pathwise node the opaque costs its score serves."""
+    wanted = {name: "pathwise" if n.op in REPARAMETERISABLE_OPS else "dice" for name, n in model.samples.items()}
+    routing = route(model, wanted)
+    assignment = {name: "pathwise" if e == "pathwise" else "dice" for name, e in routing.assignment.items()}
+    return assignment, dict(routing.score_costs)
 
 
 def _magic(b: SurrogateBuilder, x: Node, note: str) -> Node:
@@ -99,7 +75,8 @@ def _magic(b: SurrogateBuilder, x: Node, note: str) -> Node:
     return b.add(Op.EXP, b.add(Op.SUB, x, b.sg(x, note=note), note=note), note=note)
 
 
-def _objective(b: SurrogateBuilder, deps: Dependencies) -> Node:
+def _objective(b: SurrogateBuilder, deps: Dependencies, held: dict[str, tuple[Node, tuple[str, ...]]]) -> Node:
+    """``sum_c magic(S_c) c``; ``held`` maps a pathwise node to (its node, the opaque costs it scores)."""
     logp: dict[str, Node] = {}
 
     def site_logp(info) -> Node:
@@ -108,15 +85,24 @@ def _objective(b: SurrogateBuilder, deps: Dependencies) -> Node:
             logp[info.name] = b.row_total(b.logp(info.node, note=note), note=note)
         return logp[info.name]
 
+    def held_logp(name: str, z: Node) -> Node:
+        if name not in logp:
+            note = f"dice: log p(sg({name})) (pathwise, scored for opaque costs)"
+            loc, scale = density_inputs(z)
+            logp[name] = b.row_total(b.add(Op.NORMAL_LOGP, loc, scale, b.sg(z, note=note), note=note), note=note)
+        return logp[name]
+
     terms = []
     for cost in deps.costs:
         ancestors = [info for info in deps.sites.values() if any(c is cost for c in info.downstream_costs)]
-        names = " + ".join(f"log p({i.name})" for i in ancestors)
-        note = f"dice for {cost.name}: magic({names}) * {'sg(' + cost.name + ')' if _opaque(cost) else cost.name}"
-        value = b.sg(cost, note=note) if _opaque(cost) else cost
-        if ancestors:
-            value = b.add(Op.MUL, _magic(b, b.total([site_logp(i) for i in ancestors], note=note), note), value,
-                          note=note)
+        scored = [(name, z) for name, (z, costs) in held.items() if cost.name in costs]
+        names = " + ".join([f"log p({i.name})" for i in ancestors] + [f"log p(sg({name}))" for name, _ in scored])
+        opaque = is_opaque(cost)
+        note = f"dice for {cost.name}: magic({names}) * {'sg(' + cost.name + ')' if opaque else cost.name}"
+        value = b.sg(cost, note=note) if opaque else cost
+        lps = [site_logp(i) for i in ancestors] + [held_logp(name, z) for name, z in scored]
+        if lps:
+            value = b.add(Op.MUL, _magic(b, b.total(lps, note=note), note), value, note=note)
         terms.append(value)
     for name, info in deps.sites.items():
         if not info.downstream_costs or b.baseline_kind is None:
@@ -143,14 +129,13 @@ def derive_dice(model: Graph, baseline: str | None = None, *, order: int = 1,
                 max_hessian_size: int = DEFAULT_MAX_HESSIAN_SIZE, hvp_only: bool = False) -> DerivedDice:
     """The DiCE estimator graph: outputs as `derive`'s, plus ``hessian/<i>`` blocks (``order=2``) or,
     with ``hvp_only``, ``hvp/<param>`` outputs fed by one vector param ``<param>.v`` per param."""
-    assignment = assign(model)
+    assignment, score_costs = assign(model)
     graph, rewritten = reparameterise(model, {n for n, e in assignment.items() if e == "pathwise"})
     maybe_verify(graph, "reparameterise")
     deps = analyse(graph)
-    _refuse_params_into_opaque(graph, deps)
 
     builder = SurrogateBuilder(graph.derive(f"{model.name}.dice"), deps, baseline)
-    surrogate = _objective(builder, deps)
+    surrogate = _objective(builder, deps, {name: (rewritten[name], costs) for name, costs in score_costs.items()})
     loss = builder.add(Op.MUL, surrogate, builder.row_scale(), note="dice objective", name="surrogate")
     params = [builder.graph[p] for p in model.params]
     graph, grads = grad(builder.graph, loss, params, note="autodiff")

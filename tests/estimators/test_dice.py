@@ -14,6 +14,7 @@ import scg
 from scg.errors import EstimatorError, ExactError, ScgError
 from scg.estimators import dice
 from scg.ir.ops import Op
+from scg.passes.dependencies import is_opaque
 from tests.estimators.graphs import GRAPHS
 
 TOY_EXACT, TOY_SURROGATE = 2.438959, 2.125246
@@ -48,14 +49,14 @@ def hessian_z(draws, exact_hessian) -> float:
     return worst
 
 
-def schulman_surrogate(b, deps):
+def schulman_surrogate(b, deps, held):
     """The deliberately broken variant: sum_w log p(w) sg(Qhat_w) + sum_c c, right at first order only."""
     terms = []
     for info in deps.sites.values():
         if info.downstream_costs:
             lp = b.row_total(b.logp(info.node))
             terms.append(b.add(Op.MUL, lp, b.sg(b.qhat(info))))
-    terms += [c for c in deps.costs if not dice._opaque(c)]
+    terms += [c for c in deps.costs if not is_opaque(c)]
     return b.total(terms)
 
 
@@ -126,30 +127,47 @@ def test_ema_baseline_keeps_the_hessian_unbiased():
     assert hessian_z(draws, ex.hessian) < 5.0
 
 
-# -- Normal nodes: pathwise when every cost they reach is differentiable, else score terms in the magic --------
-def _normal_graph(blackbox: bool):
-    """z ~ N(m, exp(s)) and b ~ Bern(sigmoid(t)); cost (b + 0.5) (z - 1)^2 t: J has a closed form."""
+# -- Normal nodes: the credit routes of scg.estimators.routing, at second order ---------------------------------
+ROUTES = {"pathwise": {"z": "pathwise", "b": "dice"}, "pathwise+score": {"z": "pathwise", "b": "dice"},
+          "score": {"z": "dice", "b": "dice"}}
+
+
+def _normal_graph(route: str):
+    """z ~ N(m, exp(s)), b ~ Bern(sigmoid(t)); J has a closed form in (m, s, t) for each route:
+    pathwise: a white cost; pathwise+score: a black-box cost on z; score: a white cost through step(z - 1)."""
     g = scg.Graph("normal")
     with g:
         m, s, t = scg.param("m", shape=()), scg.param("s", shape=()), scg.param("t", shape=())
         z = scg.sample("z", scg.Normal(m, scg.exp(s)))
         b = scg.sample("b", scg.Bernoulli(logits=t))
-        if blackbox:
-            scg.cost("c", (b + 0.5) * scg.square(z - 1.0), blackbox=True)
-            scg.cost("reg", t * t)
-        else:
+        if route == "pathwise":
             scg.cost("c", (b + 0.5) * scg.square(z - 1.0) * t)
+        elif route == "pathwise+score":
+            scg.cost("c", (b + 0.5) * scg.square(z - 1.0), blackbox=True)
+            scg.cost("fit", scg.square(z) * t)
+        else:
+            scg.cost("c", (b + 0.5) * apply_step(z - 1.0) * t)
     return g, {"m": np.array(0.4), "s": np.array(-0.3), "t": np.array(0.2)}
 
 
-def _closed_form_hessian(blackbox, params):
+def apply_step(x):
+    from scg.dsl.value import apply
+    return apply(Op.STEP, x)
+
+
+def _closed_form_hessian(route, params):
+    from math import erf, sqrt
     names = ["m", "s", "t"]
 
     def J(v):
         m, s, t = v
         sig = 1 / (1 + np.exp(-t))
         second = (m - 1.0) ** 2 + np.exp(2 * s)
-        return (sig + 0.5) * second + t * t if blackbox else (sig + 0.5) * second * t
+        if route == "pathwise":
+            return (sig + 0.5) * second * t
+        if route == "pathwise+score":
+            return (sig + 0.5) * second + (m * m + np.exp(2 * s)) * t
+        return (sig + 0.5) * t * 0.5 * (1 + erf((m - 1.0) / (np.exp(s) * sqrt(2))))
 
     x0, h = np.array([float(params[n]) for n in names]), 1e-4
     out = {}
@@ -160,13 +178,14 @@ def _closed_form_hessian(blackbox, params):
     return out
 
 
-@pytest.mark.parametrize("blackbox", [False, True], ids=["pathwise", "score"])
-def test_normal_nodes(blackbox):
-    g, params = _normal_graph(blackbox)
+@pytest.mark.parametrize("route", sorted(ROUTES))
+def test_normal_nodes_follow_the_credit_routes(route):
+    g, params = _normal_graph(route)
     est = scg.compile(g, estimator="dice", order=2)
-    assert est.assignment == {"z": "dice" if blackbox else "pathwise", "b": "dice"}
+    assert est.assignment == ROUTES[route]
+    assert ("log p(sg(z))" in str(est.ir)) == (route == "pathwise+score")
     draws = hessian_draws(est, params, {}, n_calls=60, n_samples=500)
-    assert hessian_z(draws, _closed_form_hessian(blackbox, params)) < 5.0
+    assert hessian_z(draws, _closed_form_hessian(route, params)) < 5.0
 
 
 def test_a_blackbox_cost_on_a_param_is_refused_by_name():
@@ -175,7 +194,7 @@ def test_a_blackbox_cost_on_a_param_is_refused_by_name():
         t = scg.param("t", shape=())
         b = scg.sample("b", scg.Bernoulli(logits=t))
         scg.cost("c", b * t, blackbox=True)
-    with pytest.raises(EstimatorError, match="'c'.*'t'"):
+    with pytest.raises(EstimatorError, match="'c' is blackbox but depends directly on param 't'"):
         scg.compile(g, estimator="dice")
 
 
