@@ -23,16 +23,17 @@ one extra reverse pass whatever the size, compiled on first use.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from scg.compiled import CompiledEstimator, Result
-from scg.errors import EstimatorError, InputError, ScgError
+from scg.errors import EstimatorError, InputError, ScgError, ScgWarning
 from scg.estimators.dice import DEFAULT_MAX_HESSIAN_SIZE, derive_dice, total_param_size
 
-OPTIONS = {"max_hessian_size": DEFAULT_MAX_HESSIAN_SIZE}
+OPTIONS = {"max_hessian_size": DEFAULT_MAX_HESSIAN_SIZE, "loaded_lambda": 1.0}
 
 
 class HessianBlocks(dict):
@@ -55,10 +56,17 @@ class DiceEstimator(CompiledEstimator):
             raise EstimatorError(f"dice: order must be 1 (gradient) or 2 (gradient and Hessian), got {order!r}")
         self.order = order
         self.max_hessian_size = options["max_hessian_size"]
+        self.loaded_lambda = options["loaded_lambda"]
+        if self.loaded_lambda != 1.0:
+            warnings.warn(ScgWarning(f"dice with loaded_lambda={self.loaded_lambda:g} (Loaded DiCE, Farquhar et al. "
+                                     "2019) is biased in every order: it discounts the credit of distant "
+                                     "stochastic ancestors; est.unbiased is False"), stacklevel=4)
         self._hvp_program = None
-        derived = derive_dice(model, baseline, order=order, max_hessian_size=self.max_hessian_size)
+        derived = derive_dice(model, baseline, order=order, max_hessian_size=self.max_hessian_size,
+                              loaded_lambda=self.loaded_lambda)
         self.hessian_keys = dict(derived.hessian_keys)
         super().__init__(model, "dice", backend, baseline, precision, ema_decay, check_finite, derived=derived)
+        self.unbiased = self.loaded_lambda == 1.0  # every order, for DiCE proper (Foerster et al. 2018, Thm 1)
 
     def _result(self, values, k):
         out = super()._result(values, k)
@@ -87,7 +95,7 @@ class DiceEstimator(CompiledEstimator):
                              "with run = est.sample(params, inputs, seed=s), then call est.hvp(params, inputs, "
                              "vector, seed=s, external={...}) with the costs of those samples")
         if self._hvp_program is None:
-            derived = derive_dice(self.model, self.baseline, hvp_only=True)
+            derived = derive_dice(self.model, self.baseline, hvp_only=True, loaded_lambda=self.loaded_lambda)
             self._hvp_ir, self._hvp_names = derived.graph, derived.hvp_vectors
             self._hvp_program = self._bind(self._hvp_ir)
         if not isinstance(vector, Mapping) or set(vector) != set(self._hvp_names):
@@ -124,6 +132,10 @@ def _check_options(options) -> dict[str, Any]:
     size = merged["max_hessian_size"]
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
         raise EstimatorError(f"dice: max_hessian_size must be a non-negative int, got {size!r}")
+    lam = merged["loaded_lambda"]
+    if isinstance(lam, bool) or not isinstance(lam, (int, float, np.floating, np.integer)) or not 0.0 <= lam <= 1.0:
+        raise EstimatorError(f"dice: loaded_lambda must be a number in [0, 1] (1 is DiCE), got {lam!r}")
+    merged["loaded_lambda"] = float(lam)
     return merged
 
 

@@ -26,6 +26,13 @@ those break the route; and otherwise a plain DiCE node (its log-density in the
 magic of all its downstream costs, its value held). Graphs with no unbiased
 estimate (a black-box cost depending on a param directly, ...) are refused there.
 
+Loaded DiCE (Farquhar et al. 2019, eq. 9 without baselines): ``options={"loaded_lambda": lam}``
+weights each log-density in ``S_c`` by ``lam ** d(w, c)``, where ``d(w, c)`` is the
+largest number of stochastic nodes on a path from ``w`` to ``c`` (``w`` excluded):
+in a sequence ``a_0 -> s_1 -> a_1 -> ...`` it is the time lag ``t - t'``. ``lam = 1`` is
+DiCE; ``lam < 1`` trades bias for variance in every order (biased: a warning, and
+``est.unbiased`` is False).
+
 Baselines (Mao et al. 2019, sec. 3): ``sum_w (1 - magic(log p(w))) * sg(b_w)``
 has expectation zero in every derivative order when ``b_w`` does not depend on
 ``w`` (``sum_w p(w) = 1`` identically); ``"ema"`` and ``"loo"`` give ``b_w``.
@@ -43,11 +50,11 @@ from scg.estimators.pathwise import density_inputs, reparameterise
 from scg.estimators.routing import route
 from scg.ir.graph import Graph
 from scg.ir.node import Node
-from scg.ir.ops import REPARAMETERISABLE_OPS, Op
+from scg.ir.ops import REPARAMETERISABLE_OPS, STOCHASTIC_OPS, Op
 from scg.ir.types import F64
 from scg.ir.verify import maybe_verify
 from scg.passes.autodiff import grad
-from scg.passes.dependencies import Dependencies, analyse, is_opaque
+from scg.passes.dependencies import Dependencies, analyse, is_opaque, named_nodes
 from scg.passes.higher import hessian, hvp
 from scg.passes.simplify import simplify
 
@@ -75,9 +82,44 @@ def _magic(b: SurrogateBuilder, x: Node, note: str) -> Node:
     return b.add(Op.EXP, b.add(Op.SUB, x, b.sg(x, note=note), note=note), note=note)
 
 
-def _objective(b: SurrogateBuilder, deps: Dependencies, held: dict[str, tuple[Node, tuple[str, ...]]]) -> Node:
-    """``sum_c magic(S_c) c``; ``held`` maps a pathwise node to (its node, the opaque costs it scores)."""
+class _Lags:
+    """``d(w, c)``: the most stochastic nodes on a path from ``w`` to cost ``c``, ``w`` excluded (Loaded DiCE)."""
+
+    def __init__(self, graph: Graph):
+        self.graph, self.named, self._depths = graph, named_nodes(graph), {}
+
+    def _depth(self, start: Node) -> dict[int, int]:
+        if id(start) not in self._depths:
+            depth = {id(start): 0}
+            for n in self.graph.nodes:
+                reached = [depth[id(x)] for x in n.inputs if id(x) in depth]
+                if reached:
+                    depth[id(n)] = max(reached) + (1 if n.op in STOCHASTIC_OPS else 0)
+            self._depths[id(start)] = depth
+        return self._depths[id(start)]
+
+    def __call__(self, start: Node, cost: Node) -> int:
+        depth = self._depth(start)
+        if cost.op is not Op.EXTERNAL_COST:
+            return depth.get(id(cost), 0)
+        declared = cost.attrs.get("depends_on")
+        sources = [self.named[s] for s in declared] if declared is not None else [
+            n for n in self.graph.nodes if n.op in STOCHASTIC_OPS]
+        return max((depth[id(s)] for s in sources if id(s) in depth), default=0)
+
+
+def _objective(b: SurrogateBuilder, deps: Dependencies, held: dict[str, tuple[Node, tuple[str, ...]]],
+               loaded: float = 1.0) -> Node:
+    """``sum_c magic(S_c) c``; ``held`` maps a pathwise node to (its node, the opaque costs it scores);
+    ``loaded`` is Loaded DiCE's ``lambda``."""
     logp: dict[str, Node] = {}
+    lags = _Lags(b.graph)
+
+    def weighted(lp: Node, start: Node, cost: Node, note: str) -> tuple[Node, str]:
+        lag = lags(start, cost) if loaded != 1.0 else 0
+        if lag == 0:
+            return lp, ""
+        return b.add(Op.MUL, lp, loaded**lag, note=note), f" * {loaded:g}^{lag}"
 
     def site_logp(info) -> Node:
         if info.name not in logp:
@@ -96,11 +138,16 @@ def _objective(b: SurrogateBuilder, deps: Dependencies, held: dict[str, tuple[No
     for cost in deps.costs:
         ancestors = [info for info in deps.sites.values() if any(c is cost for c in info.downstream_costs)]
         scored = [(name, z) for name, (z, costs) in held.items() if cost.name in costs]
-        names = " + ".join([f"log p({i.name})" for i in ancestors] + [f"log p(sg({name}))" for name, _ in scored])
         opaque = is_opaque(cost)
-        note = f"dice for {cost.name}: magic({names}) * {'sg(' + cost.name + ')' if opaque else cost.name}"
+        parts = ([(site_logp(i), i.node, f"log p({i.name})") for i in ancestors]
+                 + [(held_logp(name, z), z, f"log p(sg({name}))") for name, z in scored])
+        lps, names = [], []
+        for lp, start, label in parts:
+            lp, factor = weighted(lp, start, cost, f"loaded dice for {cost.name}")
+            lps.append(lp)
+            names.append(label + factor)
+        note = f"dice for {cost.name}: magic({' + '.join(names)}) * {'sg(' + cost.name + ')' if opaque else cost.name}"
         value = b.sg(cost, note=note) if opaque else cost
-        lps = [site_logp(i) for i in ancestors] + [held_logp(name, z) for name, z in scored]
         if lps:
             value = b.add(Op.MUL, _magic(b, b.total(lps, note=note), note), value, note=note)
         terms.append(value)
@@ -126,7 +173,8 @@ def _vector_names(model: Graph) -> dict[str, str]:
 
 
 def derive_dice(model: Graph, baseline: str | None = None, *, order: int = 1,
-                max_hessian_size: int = DEFAULT_MAX_HESSIAN_SIZE, hvp_only: bool = False) -> DerivedDice:
+                max_hessian_size: int = DEFAULT_MAX_HESSIAN_SIZE, hvp_only: bool = False,
+                loaded_lambda: float = 1.0) -> DerivedDice:
     """The DiCE estimator graph: outputs as `derive`'s, plus ``hessian/<i>`` blocks (``order=2``) or,
     with ``hvp_only``, ``hvp/<param>`` outputs fed by one vector param ``<param>.v`` per param."""
     assignment, score_costs = assign(model)
@@ -135,7 +183,8 @@ def derive_dice(model: Graph, baseline: str | None = None, *, order: int = 1,
     deps = analyse(graph)
 
     builder = SurrogateBuilder(graph.derive(f"{model.name}.dice"), deps, baseline)
-    surrogate = _objective(builder, deps, {name: (rewritten[name], costs) for name, costs in score_costs.items()})
+    held = {name: (rewritten[name], costs) for name, costs in score_costs.items()}
+    surrogate = _objective(builder, deps, held, loaded_lambda)
     loss = builder.add(Op.MUL, surrogate, builder.row_scale(), note="dice objective", name="surrogate")
     params = [builder.graph[p] for p in model.params]
     graph, grads = grad(builder.graph, loss, params, note="autodiff")

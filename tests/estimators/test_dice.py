@@ -297,3 +297,56 @@ def test_external_costs_two_phase_hessian_and_hvp():
     np.testing.assert_allclose(hv.hvp["t"], draws[-1][:, 0], rtol=1e-9)
     with pytest.raises(ScgError, match="external costs"):
         est.hvp(params, {}, {"t": np.ones(2)}, seed=1)
+
+
+def test_dice_does_not_mix_per_node():
+    g, _, _ = toy()
+    with pytest.raises(EstimatorError, match="use estimator='dice'"):
+        scg.compile(g, estimator={"default": "scg", "b": "dice"})
+    assert scg.compile(g, estimator="dice").unbiased
+
+
+# -- Loaded DiCE (Farquhar et al. 2019): lambda discounts the credit of distant stochastic ancestors -------------
+def _chain():
+    """a0 -> a1 (a1's logits see a0); r0 sees a0, r1 sees a1 and a0 (a0 is one stochastic step back from r1)."""
+    g = scg.Graph("chain")
+    with g:
+        t0, t1 = scg.param("t0", shape=()), scg.param("t1", shape=())
+        a0 = scg.sample("a0", scg.Bernoulli(logits=t0))
+        a1 = scg.sample("a1", scg.Bernoulli(logits=t1 + 2.0 * a0 - 1.0))
+        scg.cost("r0", 0.5 * a0)
+        scg.cost("r1", scg.square(a1 + a0 - 1.2))
+    return g, {"t0": np.array(0.2), "t1": np.array(-0.4)}
+
+
+def test_loaded_lambda_one_is_dice():
+    g, params = _chain()
+    plain, loaded = scg.compile(g, estimator="dice", order=2), scg.compile(
+        g, estimator="dice", order=2, options={"loaded_lambda": 1.0})
+    assert str(plain.ir) == str(loaded.ir) and loaded.unbiased
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5])
+def test_loaded_lambda_discounts_distant_credit(lam):
+    """E[d/dt0] = d E[r0]/dt0 + lam * (the rest of dJ/dt0): a0 reaches r1 one stochastic step away."""
+    g, params = _chain()
+    with pytest.warns(scg.ScgWarning, match="biased"):
+        est = scg.compile(g, estimator="dice", order=2, options={"loaded_lambda": lam})
+    assert not est.unbiased
+    assert f"log p(a0) * {lam:g}^1" in str(est.ir)
+    ex = scg.exact(g, params, {})
+    s = 1 / (1 + np.exp(-0.2))
+    near = 0.5 * s * (1 - s)  # d E[r0] / dt0
+    want = near + lam * (float(ex.grads["t0"]) - near)
+    draws = np.array([float(est(params, {}, seed=i, n_samples=4000).grads["t0"]) for i in range(40)])
+    se = draws.std(ddof=1) / np.sqrt(len(draws))
+    assert abs(draws.mean() - want) < 4 * se
+    assert abs(draws.mean() - float(ex.grads["t0"])) > 6 * se  # biased, and the test can tell
+    grads_t1 = [float(est(params, {}, seed=i, n_samples=4000).grads["t1"]) for i in range(20)]
+    assert abs(np.mean(grads_t1) - float(ex.grads["t1"])) < 4 * np.std(grads_t1, ddof=1) / np.sqrt(20)
+
+
+def test_loaded_lambda_is_checked():
+    g, _ = _chain()
+    with pytest.raises(EstimatorError, match="loaded_lambda"):
+        scg.compile(g, estimator="dice", options={"loaded_lambda": 1.5})
