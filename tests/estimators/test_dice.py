@@ -320,7 +320,7 @@ def _chain():
 
 
 def test_loaded_lambda_one_is_dice():
-    g, params = _chain()
+    g, _ = _chain()
     plain, loaded = scg.compile(g, estimator="dice", order=2), scg.compile(
         g, estimator="dice", order=2, options={"loaded_lambda": 1.0})
     assert str(plain.ir) == str(loaded.ir) and loaded.unbiased
