@@ -87,7 +87,8 @@ class DiceEstimator(CompiledEstimator):
         samples are those of ``est(params, inputs, seed=...)``; a graph with
         external costs takes their values for those samples in ``external``
         (draw them first with ``est.sample``). The product is one extra reverse
-        pass (no Hessian is formed), so it suits large params.
+        pass (no Hessian is formed), so it suits large params. It uses the EMA
+        baselines (``baseline="ema"``) without updating them.
         """
         if self.model.external_costs and not external:
             names = ", ".join(self.model.external_costs)
@@ -96,6 +97,8 @@ class DiceEstimator(CompiledEstimator):
                              "vector, seed=s, external={...}) with the costs of those samples")
         if self._hvp_program is None:
             derived = derive_dice(self.model, self.baseline, hvp_only=True, loaded_lambda=self.loaded_lambda)
+            # reads the EMA baselines, never updates them: est(...) on the same samples already did
+            derived.graph.outputs = {k: v for k, v in derived.graph.outputs.items() if not k.startswith("ema/")}
             self._hvp_ir, self._hvp_names = derived.graph, derived.hvp_vectors
             self._hvp_program = self._bind(self._hvp_ir)
         if not isinstance(vector, Mapping) or set(vector) != set(self._hvp_names):

@@ -49,7 +49,7 @@ def hessian_z(draws, exact_hessian) -> float:
     return worst
 
 
-def schulman_surrogate(b, deps, held):
+def schulman_surrogate(b, deps, held, loaded=1.0):
     """The deliberately broken variant: sum_w log p(w) sg(Qhat_w) + sum_c c, right at first order only."""
     terms = []
     for info in deps.sites.values():
@@ -350,3 +350,18 @@ def test_loaded_lambda_is_checked():
     g, _ = _chain()
     with pytest.raises(EstimatorError, match="loaded_lambda"):
         scg.compile(g, estimator="dice", options={"loaded_lambda": 1.5})
+
+
+def test_hvp_reads_but_does_not_update_the_ema_state():
+    g, params, inputs = GRAPHS["two_layers"]()
+    est = scg.compile(g, estimator="dice", order=2, baseline="ema")
+    est(params, inputs, seed=1, n_samples=20)
+    before = {k: v.copy() for k, v in est.state.items()}
+    vector = {k: np.ones_like(v) for k, v in params.items()}
+    hv = est.hvp(params, inputs, vector, seed=2, n_samples=20)
+    assert est.state.keys() == before.keys()
+    assert all(np.array_equal(est.state[k], before[k]) for k in before)
+    out = est(params, inputs, seed=2, n_samples=20)  # same samples, same baseline value as the hvp call saw
+    want = {q: sum(np.tensordot(out.hessian[(q, p)], vector[p], axes=vector[p].ndim) for p in params) for q in params}
+    for q in params:
+        np.testing.assert_allclose(hv.hvp[q], want[q], rtol=1e-9, atol=1e-12)
