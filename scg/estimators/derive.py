@@ -12,7 +12,9 @@ Straight-line stages, each a pure function, verified after each with
 5. ``simplify``: CSE, DCE and algebraic folding.
 
 The result's outputs: ``cost`` (mean total cost), ``cost/<name>``,
-``sample/<name>``, ``grad/<param>``, ``ema/<node>`` (EMA baseline updates).
+``sample/<name>``, ``grad/<param>``, ``ema/<node>`` (EMA baseline updates) and
+``surrogate/<site>`` (the per-row surrogate terms crediting each site, so every
+site's term stays visible in the printed IR).
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: s
         outputs[f"grad/{p.name}"] = g
     for name, node in builder.ema_updates.items():
         outputs[f"ema/{name}"] = node
+    for name, terms in builder.site_terms.items():
+        outputs[f"surrogate/{name}"] = builder.total(terms, note=f"surrogate terms crediting {name}")
     graph = builder.graph
     graph.outputs = outputs
     graph = maybe_verify(simplify(graph), "simplify")
