@@ -38,7 +38,7 @@ class Optimizer:
         if missing:
             raise ScgError(f"{type(self).__name__}.step: no gradient for parameter(s) {', '.join(missing)}")
         for name, p in params.items():
-            _check_param(type(self).__name__, name, p)
+            _check_param(f"{type(self).__name__}.step", name, p)
         self.t += 1
         for name, p in params.items():
             g = np.asarray(grads[name])
@@ -65,10 +65,10 @@ def _check_param(who: str, name: str, p) -> None:
     """Params are updated in place: they must be writeable float arrays."""
     if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
         got = f"dtype {p.dtype}" if isinstance(p, np.ndarray) else type(p).__name__
-        raise ScgError(f"{who}.step: parameter {name!r} must be a float ndarray (updated in place), got {got}; "
+        raise ScgError(f"{who}: parameter {name!r} must be a float ndarray (updated in place), got {got}; "
                        f"e.g. params[{name!r}] = np.asarray(value, dtype=float)")
     if p.ndim and not p.flags.writeable:
-        raise ScgError(f"{who}.step: parameter {name!r} is a read-only array and is updated in place; pass a "
+        raise ScgError(f"{who}: parameter {name!r} is a read-only array and is updated in place; pass a "
                        f"writeable copy (params[{name!r}] = params[{name!r}].copy())")
 
 

@@ -11,7 +11,8 @@ with :func:`register`) Numba's cache file I/O goes through :class:`SignedCacheFi
 * **read**: the file is read once; the bytes are unpickled only if the magic and the HMAC check, and
   those same bytes are unpickled (not a second read, so a file swapped after the check never runs).
   A file that fails (tampered, truncated, written by stock Numba or signed with another key) is
-  deleted with an :class:`~scg.errors.ScgWarning`; Numba then compiles afresh and writes a signed file.
+  deleted (an :class:`~scg.errors.ScgWarning`, once per directory and process; every such file is
+  listed in ``rejected``); Numba then compiles afresh and writes a signed file.
 
 The key (never stored in the cache directory, so write access to a shared cache is not enough to
 forge an entry): ``$SCG_CACHE_KEY`` if set (any string; give every worker the same one to share a
@@ -149,9 +150,10 @@ def verified_payload(path: str | os.PathLike) -> bytes | None:
         rejected.append(path.name)
     with contextlib.suppress(OSError):
         path.unlink()
-    if signing_key()[1]:
-        _warn_once(f"file:{path}", f"kernel cache: {path.name} failed its signature check (tampered, truncated, "
-                                   "or written with another key); it was not loaded and is being rebuilt")
+    if signing_key()[1]:  # once per directory: an old unsigned cache would otherwise warn once per file
+        _warn_once(f"dir:{path.parent}", f"kernel cache: {path.name} in {path.parent} failed its signature check "
+                   "(tampered, truncated, written by an older scg or with another key); it was not loaded and is "
+                   "being rebuilt (this and later such files: scg.backends.kernel_cache.STATS.untrusted)")
     return None
 
 

@@ -80,6 +80,10 @@ def _as_array(value: Any, node: Node, what: str) -> np.ndarray:
     if node.dtype == I64:
         if arr.dtype.kind not in "iu":
             raise InputError(f"{what} {node.label()} must be an integer array (declared int64), got dtype {arr.dtype}")
+        if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:  # would wrap to negatives
+            first = np.unravel_index(int(np.argmax(arr > np.iinfo(np.int64).max)), arr.shape)
+            raise InputError(f"{what} {node.label()} has value {int(arr[first])} at index {tuple(map(int, first))}, "
+                             "which does not fit int64 (the declared dtype)")
     elif arr.dtype.kind not in "fiub":
         raise InputError(f"{what} {node.label()} must be a real numeric array, got dtype {arr.dtype}")
     return arr

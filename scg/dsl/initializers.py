@@ -56,7 +56,12 @@ def initial_value(name: str, shape: tuple[int, ...], init: Any, seed: int) -> np
             limit = math.sqrt(6.0 / (fan_in + fan_out))
             value = rng.uniform(-limit, limit, size=shape)
     elif callable(init):
-        value = np.asarray(init(rng, shape), dtype=np.float64)
+        out = init(rng, shape)
+        try:
+            value = np.asarray(out, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise GraphError(f"param {name!r}: init {getattr(init, '__name__', init)!r} returned {out!r:.60} "
+                             f"({type(out).__name__}); expected an array of shape {list(shape)}") from None
     elif _is_number(init):
         value = np.full(shape, float(init))
     else:
