@@ -141,7 +141,8 @@ class CompiledEstimator:
         guards.check_call_size(self.ir, inputs, n_samples, self.precision)
         call = {"seed": seed, "n_samples": n_samples}
         state = self._state()
-        values = self.program.run(params, inputs, state=state, stop_at_external=True, **call)
+        with guards.out_of_memory(n_samples):
+            values = self.program.run(params, inputs, state=state, stop_at_external=True, **call)
         rows = next(values[n.uid].shape[0] for n in self.ir.nodes if n.batched and n.uid in values) // n_samples
         run = Run(self, params, inputs, call, values, state=state, n_rows=rows)
         run.samples = self._samples(values, n_samples)
@@ -155,7 +156,8 @@ class CompiledEstimator:
         self._finite(params, inputs)
         guards.check_call_size(self.ir, inputs, n_samples, self.precision)
         call = {"seed": seed, "n_samples": n_samples}
-        values = self.program.run(params, inputs, state=self._state(), **call)
+        with guards.out_of_memory(n_samples):
+            values = self.program.run(params, inputs, state=self._state(), **call)
         return self._result(values, n_samples)
 
     def _finish(self, run: Run, external: Mapping[str, np.ndarray]) -> Result:

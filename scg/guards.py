@@ -15,6 +15,7 @@ scg.errors.ScgError: ema_decay must be a real number, got '0.5' (str)
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
@@ -36,10 +37,10 @@ def check_number(what: str, value: Any, *, low: float | None = None, high: float
     lo = "(" if low_open or low is None else "["
     hi = ")" if high_open or high is None else "]"
     lo_s, hi_s = ("-inf" if low is None else f"{low:g}"), ("inf" if high is None else f"{high:g}")
-    span = f" in {lo}{lo_s}, {hi_s}{hi}" if low is not None or high is not None else ""
+    span = f"in {lo}{lo_s}, {hi_s}{hi}" if low is not None or high is not None else "finite"
     if not math.isfinite(v) or (low is not None and (v < low or (low_open and v == low))) or \
             (high is not None and (v > high or (high_open and v == high))):
-        raise error(f"{what} must be a finite number{span}, got {value!r}")
+        raise error(f"{what} must be {span}, got {value!r}")
     return v
 
 
@@ -118,11 +119,30 @@ def check_state(state: Any, known: Mapping[str, tuple[int, ...]]) -> dict[str, n
 # ------------------------------------------------------------------ call size
 
 
-def physical_memory() -> int | None:
+def memory_limit() -> int | None:
+    """Bytes this process may use at most: physical memory, lowered by an address-space rlimit or a
+    cgroup (v2) memory limit where one is set; None if unknown."""
+    limits = []
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):
-        return None
+        pass
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            limits.append(soft)
+    except (ImportError, OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            text = f.read().strip()
+        if text.isdigit():
+            limits.append(int(text))
+    except OSError:
+        pass
+    return min(limits) if limits else None
 
 
 def _gib(n: float) -> str:
@@ -148,11 +168,21 @@ def check_call_size(graph, inputs: Any, n_samples: Any, precision: str, limit: i
     per_row = sum(int(np.prod(n.shape)) for n in graph.nodes if n.batched and (n.op is Op.INPUT or n.op in STOCHASTIC_OPS))
     itemsize = 4 if precision == "float32" else 8
     need = int(n_samples) * rows * max(per_row, 1) * itemsize
-    limit = physical_memory() if limit is None else limit
+    limit = memory_limit() if limit is None else limit
     if limit is not None and need > limit:
         raise InputError(f"n_samples={n_samples} with B={rows} row(s) needs at least {_gib(need)} (inputs and samples "
-                         f"for {int(n_samples) * rows:,} draws), more than this machine's {_gib(limit)} of memory; "
-                         "use fewer draws or rows per call (and average the calls' grads)")
+                         f"for {int(n_samples) * rows:,} draws), more than the {_gib(limit)} of memory this process may "
+                         "use; use fewer draws or rows per call (and average the calls' grads)")
+
+
+@contextlib.contextmanager
+def out_of_memory(n_samples: Any):
+    """A MemoryError while a call runs (the estimate above is a lower bound) becomes an InputError."""
+    try:
+        yield
+    except MemoryError as e:
+        raise InputError(f"ran out of memory during the call with n_samples={n_samples} ({e}); use fewer draws or "
+                         "rows per call (and average the calls' grads)") from None
 
 
 # ------------------------------------------------------------------ external costs
@@ -164,7 +194,7 @@ def check_external(model, external: Any, n_rows: int, n_samples: int, check_fini
         raise InputError(f"external must be a dict of external cost name -> per-row costs, got "
                          f"{type(external).__name__}")
     n = n_rows * n_samples
-    accepted = f"({n},)" + (f" or ({n_samples}, {n_rows})" if n_samples > 1 else "")
+    accepted = f"(K*B,) = ({n},)" + (f" or (K, B) = {(n_samples, n_rows)}" if n_samples > 1 else "")
     for name in model.external_costs:
         if name not in external:
             continue
@@ -175,8 +205,8 @@ def check_external(model, external: Any, n_rows: int, n_samples: int, check_fini
         if arr.dtype.kind not in "fiub":
             raise InputError(f"external cost {name!r} must be a real numeric array, got {_short(external[name])}")
         if arr.shape not in ((n,), (n_samples, n_rows)):
-            raise InputError(f"external cost {name!r} has shape {arr.shape}, but the run drew {n_samples} x {n_rows} "
-                             f"row(s): expected {accepted} (draw-major: entry k*B + b is draw k of row b)")
+            raise InputError(f"external cost {name!r} has shape {arr.shape}, expected {accepted} "
+                             f"(draw-major: entry k*B + b is draw k of row b; this run drew K={n_samples} x B={n_rows})")
         if check_finite and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
             raise InputError(f"external cost {name!r} has {bad} non-finite value(s) (NaN or inf); pass finite "

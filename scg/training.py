@@ -200,7 +200,7 @@ def train(est, params: dict[str, np.ndarray], data, optimizer: Optimizer, *, epo
                     out = run.grads(external=dict(external(batch, run.samples)))
                 else:
                     out = est(params, inputs, seed=s, n_samples=n_samples)
-                gnorm = float(np.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in out.grads.values())))
+                gnorm = _global_norm(out.grads.values())
                 _check_diverged(step, out, gnorm, params, hist, before=True)
                 optimizer.step(params, out.grads)
                 _check_diverged(step, out, gnorm, params, hist, before=False)
@@ -239,6 +239,19 @@ def _check_train_args(params, epochs, steps, seed, start_step) -> None:
             check_int(f"train: {what}", value, low=0)
     check_int("train: seed", seed, low=0)
     check_int("train: start_step", start_step, low=0)
+
+
+def _global_norm(arrays) -> float:
+    """sqrt(sum of squares) over all arrays, scaled so that large finite values do not overflow."""
+    arrays = [b for b in (np.asarray(a, dtype=np.float64) for a in arrays) if b.size]
+    if not arrays:
+        return 0.0
+    scale = max(float(np.max(np.abs(a))) for a in arrays)
+    if not np.isfinite(scale):
+        return float("nan") if any(np.isnan(a).any() for a in arrays) else float("inf")
+    if scale == 0.0:
+        return 0.0
+    return scale * float(np.sqrt(sum(float(np.sum(np.square(a / scale))) for a in arrays)))
 
 
 def _check_diverged(step: int, out, gnorm: float, params, hist: History, *, before: bool) -> None:
