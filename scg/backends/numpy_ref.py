@@ -228,7 +228,7 @@ def run_node(node: Node, args: list[np.ndarray], env: Env) -> np.ndarray:
                            f"(needed by {node.label()})") from None
     try:
         out = np.asarray(impl(node, args, env))
-    except ScgError:
+    except (ScgError, MemoryError):  # out of memory is the call's size, not a bug: the caller reports it
         raise
     except Exception as e:  # a NumPy failure inside a rule is a backend bug; say where it happened
         raise BackendError(f"numpy {node.op.pretty} failed at {node.label()} ({node.type}): {e}") from e
