@@ -64,32 +64,56 @@ def run_child(mode: str, cache: str) -> dict:
     return out
 
 
+def verify_cost(cache: str, repeats: int = 20) -> dict:
+    """Bytes of Numba cache files the signed cache checks on a warm start, and the time to check them all."""
+    os.environ["SCG_CACHE_KEY"] = "benchmark"
+    from scg.backends import cache_trust
+
+    files = sorted(Path(cache, "__pycache__").glob("*.nb[ic]"))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for f in files:
+            assert cache_trust.verified_payload(f) is not None
+        times.append(time.perf_counter() - t0)
+    return {"files": len(files), "bytes": sum(f.stat().st_size for f in files), "verify_all_s": statistics.median(times)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     from bandit_common import describe_environment
 
-    runs: dict[str, dict[str, list[dict]]] = {m: {"cold": [], "warm": []} for m in MODES}
+    sys.path.insert(0, str(HERE.parent))
+    modes = [m for m in MODES if m in args.modes]
+    runs: dict[str, dict[str, list[dict]]] = {m: {"cold": [], "warm": []} for m in modes}
+    verify: list[dict] = []
     for rep in range(args.repeats):
-        for mode in MODES:  # interleaved, so machine load drifts hit every mode alike
+        for mode in modes:  # interleaved, so machine load drifts hit every mode alike
             with tempfile.TemporaryDirectory(prefix=f"scg-trust-{mode}-") as cache:
                 for phase in ("cold", "warm"):
                     r = run_child(mode, cache)
                     runs[mode][phase].append(r)
                     print(f"rep {rep} {mode:6s} {phase}: compile+first call {r['compile_and_first_call_s']:.2f} s, "
                           f"process {r['process_s']:.2f} s", flush=True)
+                if mode == "signed":
+                    verify.append(verify_cost(cache))
+                    print(f"rep {rep} signed: checking {verify[-1]['files']} files, {verify[-1]['bytes']:,} bytes: "
+                          f"{verify[-1]['verify_all_s'] * 1e3:.2f} ms", flush=True)
     table = ["| mode | cold: compile + first call (median s) | warm: compile + first call (median s) | warm / signed warm |",
              "|---|---|---|---|"]
     med = {m: {p: statistics.median(r["compile_and_first_call_s"] for r in runs[m][p]) for p in ("cold", "warm")}
-           for m in MODES}
-    for m in MODES:
-        table.append(f"| {m} | {med[m]['cold']:.2f} | {med[m]['warm']:.2f} | {med[m]['warm'] / med['signed']['warm']:.2f} |")
+           for m in modes}
+    base = med.get("signed", med[modes[0]])["warm"]
+    for m in modes:
+        table.append(f"| {m} | {med[m]['cold']:.2f} | {med[m]['warm']:.2f} | {med[m]['warm'] / base:.2f} |")
     print("\n".join(table))
     if args.out:
-        args.out.write_text(json.dumps({"runs": runs, "medians": med, "table": table,
+        args.out.write_text(json.dumps({"runs": runs, "medians": med, "table": table, "verify": verify,
                                         "environment": describe_environment()}, indent=1))
 
 
