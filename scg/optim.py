@@ -63,8 +63,8 @@ class Optimizer:
 
 def _check_param(who: str, name: str, p) -> None:
     """Params are updated in place: they must be writeable float arrays."""
-    if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
-        got = f"dtype {p.dtype}" if isinstance(p, np.ndarray) else type(p).__name__
+    if not isinstance(p, (np.ndarray, np.floating)) or p.dtype.kind != "f":  # a 0-d value is replaced, not updated
+        got = f"dtype {p.dtype}" if isinstance(p, (np.ndarray, np.generic)) else type(p).__name__
         raise ScgError(f"{who}: parameter {name!r} must be a float ndarray (updated in place), got {got}; "
                        f"e.g. params[{name!r}] = np.asarray(value, dtype=float)")
     if p.ndim and not p.flags.writeable:
