@@ -246,3 +246,15 @@ def test_blas_threads_env_is_checked(monkeypatch):
     monkeypatch.setenv("SCG_BLAS_THREADS", "2")
     from scg.guards import blas_threads
     assert blas_threads() == 2
+
+
+def test_dot_into_a_missing_directory_is_a_message_not_a_traceback(tmp_path, capsys):
+    from scg import cli
+
+    model = tmp_path / "model.py"
+    model.write_text("import scg\ng = scg.Graph('coin')\nwith g:\n    p = scg.param('p', shape=())\n"
+                     "    b = scg.sample('b', scg.Bernoulli(logits=p))\n    scg.cost('c', b)\n")
+    assert cli.main(["dot", str(model), "-o", str(tmp_path / "missing" / "g.dot")]) == 1
+    err = capsys.readouterr().err
+    assert "scg dot: error: cannot write" in err and "does not exist" in err and "Traceback" not in err
+    assert cli.main(["dot", str(model), "-o", str(tmp_path / "g.dot")]) == 0  # the same command, a real dir
