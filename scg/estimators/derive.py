@@ -23,6 +23,8 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import networkx as nx
+
 from scg.errors import ScgWarning
 from scg.estimators import score_function
 from scg.estimators.base import SurrogateBuilder
@@ -100,20 +102,13 @@ def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: s
 
 def _warn_about_dead_ends(graph: Graph, deps) -> None:
     """Legal but probably unintended: samples no cost sees, params no cost depends on."""
-    live = [c for c in deps.costs]
     for name, info in deps.sites.items():
-        if info.downstream_costs:
-            live.append(info.node)
-        else:
+        if not info.downstream_costs:
             warnings.warn(ScgWarning(f"stochastic node {name!r} has no path to any cost: it is sampled, "
                                      "but no estimator term is derived for it"), stacklevel=5)
-    seen, stack = set(), list(live)
-    while stack:
-        n = stack.pop()
-        if id(n) not in seen:
-            seen.add(id(n))
-            stack.extend(n.inputs)
+    view = graph.to_networkx()
+    live = set().union(*(nx.ancestors(view, c.uid) for c in deps.costs)) if deps.costs else set()
     for name, p in graph.params.items():
-        if id(p) not in seen:
+        if p.uid not in live:
             warnings.warn(ScgWarning(f"param {name!r} influences no cost: its gradient is always zero"),
                           stacklevel=5)
