@@ -42,6 +42,7 @@ from scg.backends.numpy_ref import bind, run_node
 from scg.backends.planned import PlannedProgram
 from scg.backends.rng import seed_key
 from scg.errors import BackendError
+from scg.guards import blas_threads
 from scg.ir.graph import Graph
 from scg.ir.node import Node
 from scg.ir.ops import Op
@@ -80,13 +81,13 @@ class _BlasLimit:
 
     @contextlib.contextmanager
     def __call__(self):
-        limit = os.environ.get("SCG_BLAS_THREADS", "1")
-        if limit in ("", "0", "none") or _controller() is None:
+        limit = blas_threads()  # an ScgError naming the variable when it is not a count
+        if limit is None or _controller() is None:
             yield
             return
         with self._lock:
             if self._active == 0:
-                self._limiter = _controller().limit(limits=int(limit), user_api="blas")
+                self._limiter = _controller().limit(limits=limit, user_api="blas")
             self._active += 1
         try:
             yield
