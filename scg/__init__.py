@@ -37,10 +37,20 @@ from scg.training import train
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # `scg.sweep` imports the Dask layer only when first used: `import scg` stays fast
+    if name == "sweep":
+        from scg.sweeps import sweep
+
+        return sweep
+    raise AttributeError(f"module 'scg' has no attribute {name!r}")
+
+
 __all__ = [
     "Bernoulli", "Categorical", "compile", "diagnostics", "exact", "Graph", "Normal", "ScgError", "ScgWarning", "Value", "cost",
     "equal", "exp", "external_cost", "greater", "input", "log", "log_sigmoid", "log_softmax",
     "logsumexp", "matmul", "mean", "one_hot", "param", "relu", "sample", "sigmoid", "softmax",
     "softplus", "sqrt", "square", "stop_gradient", "sum", "take", "tanh", "to_float", "where",
 ]
-__all__ += ["datasets", "optim", "train", "training"]
+__all__ += ["datasets", "optim", "sweep", "train", "training"]
