@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from scg.sweeps.errors import SweepError
@@ -148,7 +147,9 @@ def _client(workers: int | None, scheduler: str | None, n_tasks: int, numba_thre
         try:
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                                    dashboard_address=None, silence_logs=logging.ERROR,
-                                   env={"NUMBA_NUM_THREADS": str(numba_threads)})
+                                   env={"NUMBA_NUM_THREADS": str(numba_threads)},
+                                   # no dashboard; its health/metrics HTTP routes on a free loopback port
+                                   scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})
         except Exception as e:  # noqa: BLE001 (startup failures come in many types)
             raise SweepError(f"could not start a local Dask cluster of {n} worker(s): {type(e).__name__}: {e}. "
                              "A script that calls scg.sweep must do so under `if __name__ == \"__main__\":` "
@@ -186,23 +187,22 @@ def _run(client, payload: tuple, todo: list[dict], store: ResultStore, numba_thr
     from distributed import as_completed
 
     token = uuid.uuid4().hex[:12]
-    futures = {}
+    by_key: dict[str, tuple[Any, list[dict]]] = {}  # task key -> (future, configurations submitted under it)
     for i, config in enumerate(todo):
         f = client.submit(run_config, payload, config, numba_threads, key=task_key(config, i, token), pure=False)
-        futures.setdefault(f.key, []).append((f, config))
+        by_key.setdefault(f.key, (f, []))[1].append(config)
     bar = _bar(progress, len(todo))
     failed = 0
     try:
-        pending = [f for group in futures.values() for f, _ in group]
-        for f in as_completed(pending, loop=client.loop):
-            config = next(c for g, c in futures[f.key] if g is f)
-            row = _collect(f, config, store)
-            failed += bool(row["error"])
-            bar.set_postfix({"failed": failed}, refresh=False)
-            bar.update(1)
+        for f in as_completed([f for f, _ in by_key.values()], loop=client.loop):
+            for config in by_key[f.key][1]:
+                row = _collect(f, config, store)
+                failed += bool(row["error"])
+                bar.set_postfix({"failed": failed}, refresh=False)
+                bar.update(1)
     except KeyboardInterrupt:
         with contextlib.suppress(Exception):
-            client.cancel([f for group in futures.values() for f, _ in group])
+            client.cancel([f for f, _ in by_key.values()])
         raise
     finally:
         bar.close()

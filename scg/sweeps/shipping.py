@@ -64,14 +64,17 @@ def load_function(spec: str) -> tuple[Any, Bundle]:
     folder = file.resolve().parent
     digest = hashlib.sha256(source).hexdigest()[:16]
     module_name = f"_scg_sweep_{_safe(file.stem)}_{digest}"
-    before = set(sys.modules)
+    local = {p.stem for p in folder.glob("*.py")}
+    for mod in local & set(sys.modules):  # a same-named module from another folder (an earlier sweep) must not be reused
+        if _folder_of(sys.modules[mod]) != folder:
+            del sys.modules[mod]
     sys.path.insert(0, str(folder))
     try:
         spec_ = importlib.util.spec_from_file_location(module_name, file)
         module = importlib.util.module_from_spec(spec_)
         sys.modules[module_name] = module
         spec_.loader.exec_module(module)
-    except BaseException as e:  # noqa: BLE001 (the user's file may raise anything, SystemExit included)
+    except BaseException as e:
         sys.modules.pop(module_name, None)
         if isinstance(e, KeyboardInterrupt):
             raise
@@ -87,13 +90,17 @@ def load_function(spec: str) -> tuple[Any, Bundle]:
         raise SweepError(f"{file}:{name} is a {type(fn).__name__}, not a function")
     files = {f"{module_name}.py": source}
     siblings = []
-    for mod in sorted(set(sys.modules) - before - {module_name}):
-        path = getattr(sys.modules[mod], "__file__", None)
-        if path and "." not in mod and Path(path).suffix == ".py" and Path(path).resolve().parent == folder:
-            files[Path(path).name] = Path(path).read_bytes()
+    for mod in sorted(local & set(sys.modules)):  # the helper modules FILE.py imported from its folder
+        if _folder_of(sys.modules[mod]) == folder and Path(sys.modules[mod].__file__).suffix == ".py":
+            files[Path(sys.modules[mod].__file__).name] = Path(sys.modules[mod].__file__).read_bytes()
             siblings.append(mod)
     whole = hashlib.sha256(b"".join(k.encode() + b"\0" + v for k, v in sorted(files.items()))).hexdigest()[:16]
     return fn, Bundle(whole, module_name, name, files, siblings)
+
+
+def _folder_of(module) -> Path | None:
+    path = getattr(module, "__file__", None)
+    return Path(path).resolve().parent if path else None
 
 
 def _safe(stem: str) -> str:
@@ -113,7 +120,7 @@ class ShipFiles(WorkerPlugin):
         self.bundle = bundle
         self.name = f"scg-sweep-{bundle.digest}"
 
-    def setup(self, worker):  # noqa: D102 (WorkerPlugin API)
+    def setup(self, worker):
         write_bundle(Path(worker.local_directory), self.bundle)
 
 
@@ -153,6 +160,7 @@ def resolve(bundle: Bundle, local_directory: Path) -> Any:
             del sys.modules[mod]
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
+    importlib.invalidate_caches()  # the folder's files may be newer than the import system's directory listing
     module = sys.modules.get(bundle.module)
     if module is None:
         spec = importlib.util.spec_from_file_location(bundle.module, folder / f"{bundle.module}.py")

@@ -77,7 +77,7 @@ def run_config(payload: tuple, config: dict[str, Any], numba_threads: int) -> di
     try:
         fn = _function(payload, worker.local_directory)
         out["metrics"], out["curves"] = split_result(fn(**config))
-    except (Exception, SystemExit) as e:  # the user's function may raise anything; record it, keep going
+    except (Exception, SystemExit) as e:  # noqa: BLE001 (the user's function may raise anything; record it)
         out["error"] = f"{type(e).__name__}: {' '.join(str(e).split())}".rstrip(": ")
         out["traceback"] = traceback.format_exc()
     out["wall_s"] = time.perf_counter() - t0
