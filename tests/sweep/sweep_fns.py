@@ -37,7 +37,14 @@ def train_coin(estimator, seed, log, steps=15):
     params = {"phi": np.array(0.0)}
     hist = scg.train(est, params, [{}], scg.optim.SGD(0.5), steps=steps, seed=seed, progress=False)
     return {"phi": float(params["phi"]), "last_cost": hist.steps[-1]["cost"], "pid": os.getpid(),
-            "cost_curve": hist.column("cost")}
+            "numba_threads": int(os.environ.get("NUMBA_NUM_THREADS", "0")), "cost_curve": hist.column("cost")}
+
+
+def warm(grid):
+    """The warm-up hook: records where it ran and what it was given."""
+    log = Path(grid["log"][0])
+    with open(log / "warmup.log", "a") as fh:
+        fh.write(f"{os.getpid()} {','.join(grid['estimator'])}\n")
 
 
 def runs(log, estimator, seed):

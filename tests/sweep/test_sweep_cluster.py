@@ -34,7 +34,8 @@ def local_sweep(tmp_path_factory):
     """One sweep on an embedded LocalCluster of 2 workers (the default path of scg.sweep)."""
     log = tmp_path_factory.mktemp("log")
     out = tmp_path_factory.mktemp("out") / "results.csv"
-    rows = scg.sweep(sweep_fns.train_coin, {**GRID, "log": [str(log)]}, workers=2, out=out, progress=False)
+    rows = scg.sweep(sweep_fns.train_coin, {**GRID, "log": [str(log)]}, workers=2, out=out, progress=False,
+                     warmup=sweep_fns.warm, numba_threads=1)
     return rows, log, out
 
 
@@ -50,6 +51,14 @@ def test_local_cluster_runs_each_configuration_once_in_a_worker(local_sweep):
             assert r["pid"] == pids[0]
 
 
+def test_warmup_runs_once_in_a_worker_and_numba_threads_are_set(local_sweep):
+    rows, log, _ = local_sweep
+    (warm,) = (log / "warmup.log").read_text().splitlines()  # one host: one warm-up
+    pid, estimators = warm.split()
+    assert int(pid) != os.getpid() and estimators == "reinforce,hnca,bogus"
+    assert all(r["numba_threads"] == 1 for r in rows if not r["error"])
+
+
 def test_failures_are_recorded_and_the_others_complete(local_sweep):
     rows, _, out = local_sweep
     bad = [r for r in rows if r["estimator"] == "bogus"]
@@ -63,7 +72,8 @@ def test_failures_are_recorded_and_the_others_complete(local_sweep):
 def test_results_equal_local_runs(local_sweep, tmp_path):
     rows, _, out = local_sweep
     header, disk = read_csv(out)
-    assert header == ["estimator", "seed", "log", "phi", "last_cost", "pid", "error", "worker", "wall_s"]
+    assert header == ["estimator", "seed", "log", "phi", "last_cost", "pid", "numba_threads", "error", "worker",
+                      "wall_s"]
     for r, d in zip(rows, disk, strict=True):
         if r["estimator"] == "bogus":
             continue
@@ -115,10 +125,13 @@ def dask_cluster(tmp_path_factory):
                                "1", "--no-dashboard", "--local-directory", str(elsewhere / f"w{i}"), cwd=elsewhere))
         from distributed import Client
 
-        deadline = time.monotonic() + 60
-        while not sched_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        address = json.loads(sched_file.read_text())["address"]
+        deadline, address = time.monotonic() + 60, None
+        while address is None and time.monotonic() < deadline:  # the scheduler writes the file when it is up
+            try:
+                address = json.loads(sched_file.read_text())["address"]
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.1)
+        assert address is not None, "dask scheduler did not start within 60 s"
         with Client(address, timeout=30) as client:
             client.wait_for_workers(2, timeout=60)
         yield address
