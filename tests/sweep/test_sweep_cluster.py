@@ -264,3 +264,25 @@ def test_a_lost_worker_has_its_task_retried(dask_cluster, model_file):
     assert len(pids) == 2 and pids[0] != pids[1] and os.getpid() not in pids
     assert rows[0]["error"] == "" and rows[0]["pid"] == pids[1]
     assert rows[0]["value"] == _local_value("die_once", 3)
+
+
+def test_ctrl_c_keeps_finished_rows(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) mid-sweep: the finished rows stay in the
+    CSV, the command says how to resume and exits with 130, and the workers print no tracebacks."""
+    (tmp_path / "slow.py").write_text("import time\n\ndef f(seed):\n    time.sleep(0.2 if seed < 2 else 60)\n"
+                                      "    return {'x': seed}\n")
+    out = tmp_path / "r.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "scg.cli", "sweep", f"{tmp_path / 'slow.py'}:f", "--grid",
+                             "seed=0,1,2,3", "--workers", "2", "--out", str(out)], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not out.exists() or len(read_csv(out)[1]) < 2):
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        _stop([proc], grace=1.0)
+    assert proc.returncode == 130
+    assert [(r["seed"], r["x"], r["error"]) for r in read_csv(out)[1]] == [(0, 0, ""), (1, 1, "")]
+    assert "continue with --resume" in err and "Traceback" not in err
