@@ -159,3 +159,20 @@ def test_load_function_bundles_helper_modules_of_its_own_folder(tmp_path):
         assert bundle.module in bundle.files or f"{bundle.module}.py" in bundle.files
         fns.append(fn)
     assert fns[1]() == {"v": 2}
+
+
+@pytest.mark.skipif(any(__import__("importlib").util.find_spec(m) is None for m in ("mlxtend", "matplotlib")),
+                    reason='needs the examples extra (pip install -e ".[examples]")')
+def test_sbn_sweep_function_is_deterministic(monkeypatch):
+    """examples/sweep_sbn.py:run, tiny: the metrics and the curve, identical on a second call (what a worker gets)."""
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    import sweep_sbn
+
+    kw = {"steps": 4, "hidden": 8, "eval_every": 2, "n_eval": 20, "n_train": 200, "backend": "numpy"}
+    a = sweep_sbn.run("reinforce_loo", 1, **kw)
+    assert a["step"] == [0, 2, 4] and len(a["test_elbo_curve"]) == 3 and a["test_elbo"] < 0
+    b = sweep_sbn.run("reinforce_loo", 1, **kw)
+    assert {k: v for k, v in a.items() if k not in ("step_ms", "train_s")} == \
+        {k: v for k, v in b.items() if k not in ("step_ms", "train_s")}
+    with pytest.raises(ValueError, match="unknown estimator"):
+        sweep_sbn.run("bogus", 0, **kw)
