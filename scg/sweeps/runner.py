@@ -96,6 +96,7 @@ def sweep(fn: Callable[..., Mapping[str, Any]] | str, grid: Mapping[str, Sequenc
     todo = [c for c in configs if not store.done(c)]
     if todo:
         with _client(workers, scheduler, len(todo), numba_threads, connect_timeout) as client:
+            store.start()
             if bundle is not None:
                 client.register_plugin(ShipFiles(bundle))
             if warm_payload is not None:
@@ -115,7 +116,9 @@ def _warmup_payload(warmup, fn, bundle) -> tuple | None:
     if isinstance(warmup, str):
         if bundle is None:
             raise SweepError("warmup given by name needs fn='FILE.py:function' (the name is looked up in FILE.py)")
-        _, _ = load_function(f"{fn.rpartition(':')[0]}:{warmup}")
+        module = sys.modules[bundle.module]  # FILE.py, imported by load_function
+        if not callable(getattr(module, warmup, None)):
+            raise SweepError(f"{fn.rpartition(':')[0]} defines no function {warmup!r} (given as the warm-up)")
         return ("file", replace(bundle, function=warmup, files={}))
     if callable(warmup):
         return ("pickle", pickle_function(warmup))
@@ -131,6 +134,7 @@ def _client(workers: int | None, scheduler: str | None, n_tasks: int, numba_thre
         raise SweepError("sweeps need Dask: pip install 'dask[distributed]'") from None
     cluster = None
     if scheduler is not None:
+        _check_address(scheduler)
         try:
             client = Client(scheduler, timeout=connect_timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError, TypeError) as e:
@@ -164,6 +168,17 @@ def _client(workers: int | None, scheduler: str | None, n_tasks: int, numba_thre
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close()
+
+
+def _check_address(address: str) -> None:
+    """``tcp://host:port`` (or ``host:port``): checked before a Client exists (a failed Client warns at exit)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        _, location = parse_address(address if "://" in address else f"tcp://{address}")
+        parse_host_port(location)
+    except (ValueError, TypeError) as e:
+        raise SweepError(f"bad scheduler address {address!r} (expected tcp://host:port): {e}") from None
 
 
 @contextlib.contextmanager

@@ -90,12 +90,21 @@ class ResultStore:
         elif self.out.exists() and not overwrite:
             raise SweepError(f"{self.out} exists: pass --resume to skip its finished configurations, "
                              "or --overwrite to start again")
-        else:
+        self._fresh = not self.rows
+        self._meta = meta
+        self._started = False
+
+    def start(self) -> None:
+        """Create the files (once the cluster is up: a sweep that cannot start leaves nothing behind)."""
+        if self.out is None or self._started:
+            return
+        self._started = True
+        if self._fresh:
             for suffix in (".curves.jsonl", ".errors.txt"):
                 sidecar(self.out, suffix).unlink(missing_ok=True)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        if meta is not None:
-            sidecar(self.out, ".sweep.json").write_text(json.dumps(dict(meta), indent=1, default=str) + "\n")
+        if self._meta is not None:
+            sidecar(self.out, ".sweep.json").write_text(json.dumps(dict(self._meta), indent=1, default=str) + "\n")
         self._write_csv()
 
     def _load(self) -> None:
@@ -133,6 +142,7 @@ class ResultStore:
         if curves:
             self.curves[key] = dict(curves)
         if self.out is not None:
+            self.start()
             if curves:
                 _append(sidecar(self.out, ".curves.jsonl"),
                         json.dumps({"key": list(key), "config": {n: format_value(config[n]) for n in self.names},

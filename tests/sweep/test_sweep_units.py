@@ -70,7 +70,9 @@ def test_store_mirrors_every_row_and_resumes(tmp_path):
     assert again.row({"est": "a", "seed": 1})["curve"] == [1.0, 2.0]
     with pytest.raises(SweepError, match="no column for grid name"):
         ResultStore(out, ["est", "lr"], resume=True)
-    ResultStore(out, ["est", "seed"], overwrite=True)
+    fresh = ResultStore(out, ["est", "seed"], overwrite=True)
+    assert len(read_csv(out)[1]) == 2  # nothing is touched until the sweep starts
+    fresh.start()
     assert read_csv(out)[1] == [] and not out.with_name("r.curves.jsonl").exists()
 
 
@@ -117,6 +119,8 @@ def test_scg_report_command(tmp_path, capsys):
     (["{model}:f", "--grid", "seed=0,,1"], "empty value"),
     (["{model}:f", "--grid", "seed=0", "--workers", "0"], "--workers must be at least 1"),
     (["{broken}:f", "--grid", "seed=0"], "importing"),
+    (["{model}:f", "--grid", "seed=0", "--scheduler", "notanaddress"], "bad scheduler address 'notanaddress'"),
+    (["{model}:f", "--grid", "seed=0", "--warmup", "nope"], "defines no function 'nope'"),
 ])
 def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, argv, message):
     model = tmp_path / "m.py"
