@@ -99,8 +99,9 @@ def plot_curves(out: str | Path, seed_column: str = "seed") -> list[Path]:
     names = _grid_names(out, header, rows, seed_column)
     curves = read_curves(sidecar(out, ".curves.jsonl"))
     per_curve: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = {}
+    varying = [c for c in group_cols if len({g["group"][c] for g in groups}) > 1] or group_cols
     for g in groups:
-        label = ", ".join(f"{c}={g['group'][c]}" for c in group_cols) or "all"
+        label = ", ".join(f"{c}={g['group'][c]}" for c in varying) or "all"
         for r in g["rows"]:
             rec = curves.get(config_key(r, names), {})
             for cname, ys in rec.items():
