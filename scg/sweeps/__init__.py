@@ -8,7 +8,8 @@ stays fast.
 Files: ``grid`` (expanding and parsing grids), ``store`` (the streamed CSV,
 curves and resume), ``shipping`` (sending FILE.py to workers), ``tasks``
 (what runs in a worker), ``runner`` (cluster, submission, collection),
-``report`` (mean ± std tables and learning-curve plots), ``cli``.
+``report`` (mean ± std tables and learning-curve plots), ``cli``, ``plugin``
+(the Dask worker plugin that writes FILE.py on each worker).
 """
 
 from scg.sweeps.errors import SweepError

@@ -20,7 +20,7 @@ from typing import Any
 
 from scg.sweeps.errors import SweepError
 from scg.sweeps.grid import config_key, expand, format_value, validate_grid
-from scg.sweeps.shipping import ShipFiles, load_function, pickle_function
+from scg.sweeps.shipping import load_function, pickle_function
 from scg.sweeps.store import ResultStore
 from scg.sweeps.tasks import run_config, run_warmup
 
@@ -98,6 +98,8 @@ def sweep(fn: Callable[..., Mapping[str, Any]] | str, grid: Mapping[str, Sequenc
         with _client(workers, scheduler, len(todo), numba_threads, connect_timeout) as client:
             store.start()
             if bundle is not None:
+                from scg.sweeps.plugin import ShipFiles
+
                 client.register_plugin(ShipFiles(bundle))
             if warm_payload is not None:
                 _warm(client, warm_payload, grid, numba_threads)

@@ -27,11 +27,6 @@ from typing import Any
 
 from scg.sweeps.errors import SweepError
 
-try:
-    from distributed.diagnostics.plugin import WorkerPlugin
-except ImportError:  # distributed missing: scg.sweep says so when called (runner._client)
-    WorkerPlugin = object
-
 
 @dataclass
 class Bundle:
@@ -109,19 +104,6 @@ def _safe(stem: str) -> str:
 
 def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or "(no message)"
-
-
-class ShipFiles(WorkerPlugin):
-    """Dask worker plugin: write a bundle's files into the worker's local directory."""
-
-    name = "scg-sweep-files"
-
-    def __init__(self, bundle: Bundle):
-        self.bundle = bundle
-        self.name = f"scg-sweep-{bundle.digest}"
-
-    def setup(self, worker):
-        write_bundle(Path(worker.local_directory), self.bundle)
 
 
 def bundle_dir(local_directory: Path, digest: str) -> Path:

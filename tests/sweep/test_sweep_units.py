@@ -142,7 +142,8 @@ def test_argparse_errors_are_one_line_and_status_2(capsys):
 
 
 def test_import_scg_does_not_import_dask():
-    code = "import sys, scg; assert 'distributed' not in sys.modules and 'dask' not in sys.modules; print(scg.sweep)"
+    code = ("import sys, scg, scg.cli; scg.cli.build_parser(); "  # nor does any `scg` command until a sweep runs
+            "assert 'distributed' not in sys.modules and 'dask' not in sys.modules; print(scg.sweep)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
