@@ -151,12 +151,12 @@ def _client(workers: int | None, scheduler: str | None, n_tasks: int, numba_thre
     else:
         n = workers if workers is not None else max(1, min(os.cpu_count() or 1, n_tasks))
         try:
-            with _children_ignore_sigint():
-                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                       dashboard_address=None, silence_logs=logging.CRITICAL,
-                                       env={"NUMBA_NUM_THREADS": str(numba_threads)},
-                                       # no dashboard; its health/metrics HTTP routes on a free loopback port
-                                       scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   dashboard_address=None, silence_logs=logging.CRITICAL,
+                                   env={"NUMBA_NUM_THREADS": str(numba_threads)},
+                                   # no dashboard; its health/metrics HTTP routes on a free loopback port
+                                   scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                                   preload=["scg.sweeps.worker_setup"])  # workers leave Ctrl-C to the client
         except Exception as e:  # noqa: BLE001 (startup failures come in many types)
             raise SweepError(f"could not start a local Dask cluster of {n} worker(s): {type(e).__name__}: {e}. "
                              "A script that calls scg.sweep must do so under `if __name__ == \"__main__\":` "
@@ -181,23 +181,6 @@ def _check_address(address: str) -> None:
         parse_host_port(location)
     except (ValueError, TypeError) as e:
         raise SweepError(f"bad scheduler address {address!r} (expected tcp://host:port): {e}") from None
-
-
-@contextlib.contextmanager
-def _children_ignore_sigint() -> Iterator[None]:
-    """Start the worker processes with Ctrl-C ignored: only the client handles it (it keeps what finished,
-    cancels the rest and shuts the cluster down), instead of every worker printing a traceback."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the spawned worker processes
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _warm(client, payload: tuple, grid: dict, numba_threads: int) -> None:

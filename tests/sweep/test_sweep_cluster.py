@@ -279,6 +279,7 @@ def test_ctrl_c_keeps_finished_rows(tmp_path):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and (not out.exists() or len(read_csv(out)[1]) < 2):
             time.sleep(0.2)
+        assert out.exists() and len(read_csv(out)[1]) == 2, "the two quick configurations did not finish in 120 s"
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
