@@ -272,7 +272,10 @@ def test_ctrl_c_keeps_finished_rows(tmp_path):
     (tmp_path / "slow.py").write_text("import time\n\ndef f(seed):\n    time.sleep(0.2 if seed < 2 else 60)\n"
                                       "    return {'x': seed}\n")
     out = tmp_path / "r.csv"
-    proc = subprocess.Popen([sys.executable, "-m", "scg.cli", "sweep", f"{tmp_path / 'slow.py'}:f", "--grid",
+    # `scg sweep` with Ctrl-C handled as in a terminal, even when pytest runs in the background (`&` ignores SIGINT)
+    scg_cmd = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+               "from scg.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.Popen([sys.executable, "-c", scg_cmd, "sweep", f"{tmp_path / 'slow.py'}:f", "--grid",
                              "seed=0,1,2,3", "--workers", "2", "--out", str(out)], cwd=ROOT, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
