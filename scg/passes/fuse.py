@@ -28,7 +28,9 @@ from types import MappingProxyType
 
 from scg.ir.graph import Graph
 from scg.ir.node import Node
+from scg.ir.ops import STOCHASTIC_OPS, Op
 from scg.ir.printer import assign_names
+from scg.ir.types import I64
 from scg.passes.lower import ARRAY_OPERAND_OPS, ROW_CLASSES, Lowered, OpClass
 
 # per-row work (elements touched) from which a row kernel is worth a parallel region
@@ -184,7 +186,7 @@ def fuse(lowered: Lowered, given: frozenset[int] = frozenset(), skip: frozenset[
     for n in todo:
         for x in n.inputs:
             consumers.setdefault(x.uid, []).append(n)
-    outputs = {n.uid for n in graph.outputs.values()}
+    outputs = {n.uid for n in graph.outputs.values()} | _checked_labels(graph)
 
     kernels: list[Kernel] = []
     groups: list[tuple[int, list[Node]]] = []
@@ -205,6 +207,18 @@ def fuse(lowered: Lowered, given: frozenset[int] = frozenset(), skip: frozenset[
             kernels.append(_row_kernel(f"k{len(kernels)}", chunk, lowered, consumers, outputs, parallel))
     return Plan(graph, tuple(kernels), frozenset(given), frozenset(skip),
                 MappingProxyType(assign_names(graph)))
+
+
+def _checked_labels(graph: Graph) -> set[int]:
+    """Computed integer labels compared with a categorical sample (``equal(a, y + 1)``): written to
+    full arrays, so the call-time range check sees them as it sees an input label."""
+    labels = set()
+    for n in graph.nodes:
+        if n.op is Op.EQUAL:
+            for sample, label in (n.inputs, n.inputs[::-1]):
+                if sample.op is Op.CATEGORICAL and label.dtype == I64 and label.op not in STOCHASTIC_OPS:
+                    labels.add(label.uid)
+    return labels
 
 
 def _chunks(members: list[Node]) -> list[list[Node]]:
