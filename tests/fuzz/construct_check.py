@@ -1,0 +1,115 @@
+"""Check one generated graph against the oracle for every estimator configuration.
+
+Outcomes per configuration: ``refused`` (an ScgError at compile time whose message
+names a node of the graph: fine), ``ok`` (mean matches scg.exact), or a problem:
+
+* ``raw exception at compile``: anything not an ScgError;
+* ``refusal names no node``: an ScgError at compile time that names no node;
+* ``internal error text``: a refusal worded from scg's inside (a lost name, an
+  unnamed node, a pass-order assumption), i.e. a bug rather than a refusal;
+* ``call-time failure``: any exception from a call after a successful compile;
+* ``wrong mean``: worst |z| over gradient components above the threshold, or the
+  joint Hotelling test rejects, confirmed on fresh seeds (two independent
+  screens: a false alarm needs two tail events).
+
+Rows: the oracle uses the spec's 2 rows; calls tile them (the objective is a
+mean over rows, so tiling does not change it) to about 200 draws per call.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+import scg
+from tests.estimators.oracle import _z, hotelling_p, max_abs_z
+from tests.fuzz.construct_graphs import build, estimator_configs, external_numpy, quadrature_points
+
+DRAWS_PER_CALL = 200
+INTERNAL_TEXT = re.compile(r"has no node named|an unnamed|should have been")
+
+
+@dataclass
+class Outcome:
+    estimator: object
+    status: str          # "ok", "refused", or the problem's symptom
+    detail: str = ""
+
+    @property
+    def problem(self) -> bool:
+        return self.status not in ("ok", "refused")
+
+
+def names_a_node(message: str, graph) -> bool:
+    names = set(graph.samples) | set(graph.params) | set(graph.costs) | set(graph.inputs)
+    quoted = set(re.findall(r"'([^']+)'", message)) | set(re.findall(r'"([^"]+)"', message))
+    return bool(names & quoted)
+
+
+def oracle(spec):
+    g, params, inputs = build(spec, oracle=True)
+    return scg.exact(g, params, inputs, quadrature_points=quadrature_points(spec))
+
+
+def _draws(est, spec, params, inputs, n_calls, seed):
+    k = spec["n_samples"]
+    reps = max(1, DRAWS_PER_CALL // (2 * k))
+    tiled = {name: np.tile(v, (reps,) + (1,) * (np.ndim(v) - 1)) for name, v in inputs.items()}
+    external = "external" in spec["costs"]
+    out = {name: [] for name in params}
+    for i in range(n_calls):
+        if external:
+            run = est.sample(params, tiled, seed=seed + 1000 * i, n_samples=k)
+            res = run.grads(external={"external": external_numpy(spec, run.samples)})
+        else:
+            res = est(params, tiled, seed=seed + 1000 * i, n_samples=k)
+        for name, g in res.grads.items():
+            out[name].append(np.asarray(g, dtype=np.float64))
+    return {name: np.stack(v) for name, v in out.items()}
+
+
+def _verdict(samples, ex, threshold, alpha) -> tuple[bool, str]:
+    zs = _z(samples, ex)
+    worst = max_abs_z(zs)
+    try:
+        p = hotelling_p(samples, ex)
+    except ValueError:  # more components than calls: the per-component screen alone
+        p = 1.0
+    name = max(zs, key=lambda k: float(np.max(np.abs(zs[k]))))
+    mean = samples[name].mean(axis=0)
+    detail = (f"max |z| = {worst:.2f} on {name} (mean {np.round(mean, 4).tolist()}, exact "
+              f"{np.round(ex.grads[name], 4).tolist()}), Hotelling p = {p:.2g}")
+    return worst < threshold and p > alpha, detail
+
+
+def check_configuration(spec, estimator, ex, *, backend="numpy", n_calls=40, threshold=5.0, alpha=1e-4) -> Outcome:
+    g, params, inputs = build(spec)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", scg.ScgWarning)
+            est = scg.compile(g, estimator, backend=backend, baseline=spec["baseline"])
+    except scg.ScgError as e:
+        if INTERNAL_TEXT.search(str(e)):
+            return Outcome(estimator, "internal error text", f"{type(e).__name__}: {e}")
+        if names_a_node(str(e), g):
+            return Outcome(estimator, "refused", f"{type(e).__name__}: {e}")
+        return Outcome(estimator, "refusal names no node", f"{type(e).__name__}: {e}")
+    except Exception as e:  # noqa: BLE001 - the point is to catch what should never escape
+        return Outcome(estimator, "raw exception at compile", f"{type(e).__name__}: {e}")
+    try:
+        samples = _draws(est, spec, params, inputs, n_calls, seed=0)
+        ok, detail = _verdict(samples, ex, threshold, alpha)
+        if not ok:  # confirm on fresh seeds: a real bias fails again, a tail event does not
+            ok, detail2 = _verdict(_draws(est, spec, params, inputs, 2 * n_calls, seed=7), ex, threshold, alpha)
+            detail = f"{detail}; confirmation: {detail2}"
+    except Exception as e:  # noqa: BLE001
+        return Outcome(estimator, "call-time failure", f"{type(e).__name__}: {e}")
+    return Outcome(estimator, "ok" if ok else "wrong mean", detail)
+
+
+def check_spec(spec, *, backend="numpy", **kw) -> list[Outcome]:
+    ex = oracle(spec)
+    return [check_configuration(spec, e, ex, backend=backend, **kw) for e in estimator_configs(spec)]
