@@ -24,7 +24,7 @@ import numpy as np
 from scg import exact_quadrature as quadrature
 from scg.backends.numpy_ref import evaluate
 from scg.errors import ExactError
-from scg.estimators.base import DENSITY_OF
+from scg.ir.distributions import DENSITY_OF
 from scg.ir.graph import Graph
 from scg.ir.node import Node
 from scg.ir.ops import STOCHASTIC_OPS, Op

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from scg.errors import ExactError
+from scg.ir.distributions import distribution_of
 from scg.ir.graph import Graph
 from scg.ir.node import Node
 from scg.ir.ops import STOCHASTIC_OPS, Op
@@ -40,11 +41,10 @@ def hermite_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def site_values(node: Node, quadrature_points: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-element values of a sample site, and their log quadrature weights (None: discrete)."""
-    if node.op is Op.BERNOULLI:
-        return np.array([0.0, 1.0]), None
-    if node.op is Op.CATEGORICAL:
-        return np.arange(node.inputs[0].shape[-1]), None
-    if node.op is Op.NORMAL:
+    dist = distribution_of(node)
+    if dist.discrete:
+        return np.array(dist.values(dist.n_values(node))), None
+    if dist.noise is Op.NOISE_NORMAL:  # loc + scale * eps, eps ~ N(0, 1): Gauss-Hermite nodes for eps
         x, w = hermite_rule(quadrature_points)
         return x, np.log(w)
     raise ExactError(f"scg.exact cannot enumerate {node.label()}, a {node.op.pretty} node")

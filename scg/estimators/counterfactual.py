@@ -17,6 +17,8 @@ Three ways, cheapest first, each emitting IR (never Python closures):
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
 from scg.errors import EstimatorError
@@ -31,17 +33,40 @@ ELEMENTWISE_OPS = frozenset({Op.BERNOULLI_LOGP, Op.NORMAL_LOGP})  # densities el
 
 
 def depends_on(u: Node, x: Node) -> bool:
-    """Whether ``x`` depends on ``u`` through deterministic ops only."""
-    stack, seen = [x], set()
+    """Whether ``x`` depends on ``u`` through deterministic ops only.
+
+    Memoised per ``u`` (nodes are immutable, so an answer never changes): HNCA asks
+    this for every node of every cost, which made its derivation quadratic in the
+    width of a sum of samples.
+    """
+    memo = _DEPENDS.get(u.uid)
+    if memo is None:
+        memo = _DEPENDS[u.uid] = {u.uid: True}
+        while len(_DEPENDS) > _DEPENDS_KEEP:
+            _DEPENDS.popitem(last=False)
+    if x.uid in memo:
+        return memo[x.uid]
+    stack = [x]
     while stack:
-        n = stack.pop()
-        if n is u:
-            return True
-        if id(n) in seen or n.op in STOCHASTIC_OPS:
+        n = stack[-1]
+        if n.uid in memo:
+            stack.pop()
             continue
-        seen.add(id(n))
-        stack.extend(n.inputs)
-    return False
+        if n.op in STOCHASTIC_OPS:
+            memo[n.uid] = False
+            stack.pop()
+            continue
+        pending = [i for i in n.inputs if i.uid not in memo]
+        if pending:
+            stack.extend(pending)
+            continue
+        memo[n.uid] = any(memo[i.uid] for i in n.inputs)
+        stack.pop()
+    return memo[x.uid]
+
+
+_DEPENDS: OrderedDict[int, dict[int, bool]] = OrderedDict()
+_DEPENDS_KEEP = 1024  # units whose answers are kept
 
 
 def affine_weight(u: Node, logits: Node) -> tuple[Node, int] | None:
@@ -53,7 +78,8 @@ def affine_weight(u: Node, logits: Node) -> tuple[Node, int] | None:
     while True:
         if node.op is Op.MATMUL:
             x, w = node.inputs
-            enc_ok = x is u or (x.op is Op.ONE_HOT and x.inputs[0] is u and u.shape == ())
+            enc_ok = x is u or (x.op is Op.ONE_HOT and x.inputs[0] is u and u.shape == ()
+                                and x.attrs["depth"] == u.inputs[0].shape[-1])
             if enc_ok and not w.batched and len(w.shape) == 2 and not depends_on(u, w) and len(x.shape) == 1:
                 return w, sign
             return None
@@ -208,8 +234,10 @@ def _flip_aggregate(graph: Graph, u: Node, agg: Node, values: tuple[Node, Node],
         if found is None or u.op is not Op.BERNOULLI or len(u.shape) != 1 or expr.shape != expr.inputs[0].shape:
             return None
         w = signed(graph, found[0], found[1], note)
-        delta = graph.add(Op.HNCA_AFFINE_DELTA, (u, w, expr.inputs[0], expr.inputs[1]), {"child": "bernoulli"},
-                          note=note)
+        logits, observed = expr.inputs
+        if observed.shape != logits.shape or not observed.batched:  # e.g. log_prob(1.0): one value for all
+            observed = graph.add(Op.BROADCAST_TO, (observed,), {"shape": logits.shape, "batched": True}, note=note)
+        delta = graph.add(Op.HNCA_AFFINE_DELTA, (u, w, logits, observed), {"child": "bernoulli"}, note=note)
         # sum(E) with u_i := v equals agg + (v - u_i) * delta_i
         return [graph.add(Op.ADD, (agg, graph.add(Op.MUL, (graph.add(Op.SUB, (v, u), note=note), delta),
                                                   note=note)), note=note) for v in values]
