@@ -69,31 +69,73 @@ def _external_lists_pathwise_normal(spec, config) -> bool:
         for i in spec["external_reads"]))
 
 
+def _ancestors(node, through_discrete: bool) -> list:
+    seen, stack, out = set(), [node], []
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        out.append(n)
+        if n.op in DISCRETE_OPS and not through_discrete and n is not node:
+            continue
+        stack.extend(n.inputs)
+    return out
+
+
+def _comparison_on_discrete_sample_of_normal(graph) -> bool:
+    """A comparison (equal/greater/where) that reads a Normal and a param only through a discrete sample."""
+    for n in graph.nodes:
+        if n.op not in (Op.EQUAL, Op.GREATER, Op.WHERE):
+            continue
+        wide = _ancestors(n, through_discrete=True)
+        cut = _ancestors(n, through_discrete=False)
+        if (any(a.op is Op.NORMAL for a in wide) and any(a.op is Op.PARAM for a in wide)
+                and not any(a.op is Op.NORMAL for a in cut)):
+            return True
+    return False
+
+
 def known_failure(spec, config) -> str | None:
     """The known class this (graph, estimator configuration) falls in, or None."""
-    g = build(spec)[0]
-    if blackbox_param_reads(g):
-        return "blackbox-reads-param"
-    if _muprop_categorical_crash(spec, config):
-        return "muprop-categorical-raw-exception"
-    if _hnca_scalar_observed(spec, config):
-        return "hnca-scalar-observed-call-failure"
-    if _external_lists_pathwise_normal(spec, config):
-        return "external-lists-normal-internal-error"
-    if _pathwise_normals_read_by_blackbox(build(spec, oracle=True)[0], config):
-        return "normal-blackbox-zero-credit"
+    for cls in KNOWN_CLASSES:
+        if PREDICATES[cls](spec, config):
+            return cls
     return None
 
 
+# every class the fuzzer has found, by predicate (the classes fixed since stay, for the survey tool)
+PREDICATES = {
+    "blackbox-reads-param": lambda spec, config: bool(blackbox_param_reads(build(spec)[0])),
+    "piecewise-check-walks-through-discrete-samples":
+        lambda spec, config: _comparison_on_discrete_sample_of_normal(build(spec)[0]),
+    "muprop-categorical-raw-exception": _muprop_categorical_crash,
+    "hnca-scalar-observed-call-failure": _hnca_scalar_observed,
+    "external-lists-normal-internal-error": _external_lists_pathwise_normal,
+    "normal-blackbox-zero-credit":
+        lambda spec, config: bool(_pathwise_normals_read_by_blackbox(build(spec, oracle=True)[0], config)),
+}
+
+
+def classify(spec, config) -> str | None:
+    """The first class (known failing or fixed) whose predicate holds, for grouping survey results."""
+    return next((cls for cls, pred in PREDICATES.items() if pred(spec, config)), None)
+
+
+# the classes failing now: each has a strict xfail reproducer in test_fuzz_constructs.py
 KNOWN_CLASSES = {
-    "blackbox-reads-param": "a blackbox cost that reads a param directly: its direct gradient is silently "
-                            "dropped (issue 10 item 3; must be refused at compile time naming cost and param)",
+    "piecewise-check-walks-through-discrete-samples":
+        "equal/greater on a discrete sample whose logits read a Normal is refused under every estimator as if it "
+        "were piecewise in the Normal (false refusal; regression of the per-(node, cost) routing)",
+}
+# found by this fuzzer on main@757f0d7 and fixed since (issue 10 items 1, 3, 4, 5, 6)
+FIXED_CLASSES = {
+    "blackbox-reads-param": "a blackbox cost reading a param directly: its direct gradient silently dropped",
     "muprop-categorical-raw-exception": "MuProp with a categorical read through to_float, one_hot of depth > K or "
-                                        "of several elements: IndexError from compile (issue 10 item 4)",
+                                        "of several elements: IndexError from compile",
     "hnca-scalar-observed-call-failure": "HNCA on a unit whose child likelihood observes a broadcast scalar "
-                                         "(log_prob(1.0)): BackendError at the first call (issue 10 item 5)",
-    "external-lists-normal-internal-error": "external_cost(depends_on=[z]) with z a Normal served pathwise: "
-                                            "compile fails with \"graph has no node named 'z'\" (issue 10 item 6)",
-    "normal-blackbox-zero-credit": "a Normal served pathwise (scg, muprop, hnca) read by a blackbox or external "
-                                   "cost: that cost's credit for the Normal is zero (issue 10 item 1)",
+                                         "(log_prob(1.0)): BackendError at the first call",
+    "external-lists-normal-internal-error": "external_cost(depends_on=[z]), z a pathwise Normal: \"graph has no "
+                                            "node named 'z'\" at compile",
+    "normal-blackbox-zero-credit": "a pathwise Normal read by a blackbox or external cost: zero credit",
 }

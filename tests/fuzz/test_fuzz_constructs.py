@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.fuzz.construct_check import check_configuration, oracle
 from tests.fuzz.construct_graphs import construct_specs, estimator_configs
-from tests.fuzz.known_failures import KNOWN_CLASSES, known_failure
+from tests.fuzz.known_failures import FIXED_CLASSES, KNOWN_CLASSES, PREDICATES, known_failure
 
 LONG = os.environ.get("SCG_FUZZ_LONG") == "1"
 EXAMPLES = int(os.environ.get("SCG_FUZZ_EXAMPLES") or (1000 if LONG else 12))
@@ -55,7 +55,8 @@ def _spec(layers, costs, blackbox=(), **extra):
 
 PRIOR_NORMAL = {"kind": "normal", "link": "prior", "width": 1, "scale": "const"}
 PRIOR_BERNOULLI = {"kind": "bernoulli", "link": "prior", "width": 1}
-REPRODUCERS = {
+# classes found by this fuzzer on main@757f0d7, fixed since: each reproducer must pass
+FIXED = {
     "normal-blackbox-zero-credit": [
         ("scg", _spec([PRIOR_NORMAL], ["normal_fit"], ["normal_fit"])),
         ("hnca", _spec([PRIOR_BERNOULLI, {"kind": "normal", "link": "affine", "width": 1, "scale": "param"}],
@@ -78,13 +79,25 @@ REPRODUCERS = {
         ("hnca", _spec([{"kind": "bernoulli", "link": "affine", "width": 1}], ["scalar_likelihood"])),
     ],
 }
+# classes failing now (tests/fuzz/known_failures.py): strict xfail reproducers
+REPRODUCERS = {
+    "piecewise-check-walks-through-discrete-samples": [
+        ("reinforce", _spec([{"kind": "normal", "link": "affine", "width": 1, "scale": "const"},
+                             {"kind": "categorical", "link": "affine", "width": 0, "k": 3, "use": "one_hot"}],
+                            ["match"])),
+    ],
+}
 
 
 def test_every_known_class_has_a_reproducer_that_the_predicate_recognises():
     assert set(REPRODUCERS) == set(KNOWN_CLASSES)
+    assert set(FIXED) == set(FIXED_CLASSES)
     for cls, cases in REPRODUCERS.items():
         for config, spec in cases:
             assert known_failure(spec, config) == cls, (cls, config, spec)
+    for cls, cases in FIXED.items():
+        for config, spec in cases:
+            assert PREDICATES[cls](spec, config), (cls, config, spec)
 
 
 @pytest.mark.parametrize("cls, config, spec", [
@@ -93,5 +106,14 @@ def test_every_known_class_has_a_reproducer_that_the_predicate_recognises():
     for cls, cases in REPRODUCERS.items() for i, (config, spec) in enumerate(cases)
 ])
 def test_known_failing_class_reproducer(cls, config, spec):
+    out = check_configuration(spec, config, oracle(spec))
+    assert not out.problem, f"{cls}: {config}: {out.status}: {out.detail}"
+
+
+@pytest.mark.parametrize("cls, config, spec", [
+    pytest.param(cls, config, spec, id=f"{cls}-{i}") for cls, cases in FIXED.items() for i, (config, spec) in
+    enumerate(cases)
+])
+def test_fixed_class_stays_fixed(cls, config, spec):
     out = check_configuration(spec, config, oracle(spec))
     assert not out.problem, f"{cls}: {config}: {out.status}: {out.detail}"
