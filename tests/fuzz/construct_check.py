@@ -132,3 +132,35 @@ def check_configuration(spec, estimator, ex, *, backend="numpy", n_calls=40, thr
 def check_spec(spec, *, backend="numpy", **kw) -> list[Outcome]:
     ex = oracle(spec)
     return [check_configuration(spec, e, ex, backend=backend, **kw) for e in estimator_configs(spec)]
+
+
+def check_parity(spec, estimator, *, backend: str, n_calls: int = 2) -> Outcome:
+    """A compiled backend against the NumPy spec on the same seeds: same refusal, same samples, same
+    gradients (float64, to 1e-8). With the statistical check on numpy, this carries the oracle over."""
+    g, params, inputs = build(spec)
+    results = {}
+    for be in ("numpy", backend):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", scg.ScgWarning)
+                est = scg.compile(g, estimator, backend=be, baseline=spec["baseline"])
+        except scg.ScgError as e:
+            results[be] = ("refused", f"{type(e).__name__}: {e}")
+            continue
+        except Exception as e:  # noqa: BLE001
+            return Outcome(estimator, "raw exception at compile", f"{be}: {type(e).__name__}: {e}")
+        try:
+            results[be] = ("ran", _draws(est, spec, params, inputs, n_calls, seed=0))
+        except Exception as e:  # noqa: BLE001
+            return Outcome(estimator, "call-time failure", f"{be}: {type(e).__name__}: {e}")
+    (kind_a, a), (kind_b, b) = results["numpy"], results[backend]
+    if kind_a != kind_b or (kind_a == "refused" and a != b):
+        return Outcome(estimator, "backend mismatch", f"numpy: {kind_a} {str(a)[:200]}; {backend}: {kind_b} "
+                                                        f"{str(b)[:200]}")
+    if kind_a == "refused":
+        return Outcome(estimator, "refused", a)
+    for name in a:
+        if not np.allclose(a[name], b[name], rtol=1e-8, atol=1e-10):
+            worst = float(np.max(np.abs(a[name] - b[name])))
+            return Outcome(estimator, "backend mismatch", f"grad {name}: max |numpy - {backend}| = {worst:.3g}")
+    return Outcome(estimator, "ok", f"{backend} matches numpy on {n_calls} calls")
