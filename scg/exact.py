@@ -128,7 +128,7 @@ def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndar
     if log_qw is not None:
         expanded[quadrature.weight_name(graph)] = np.tile(log_qw, batch)
     vals = evaluate(enum, params, expanded, seed=0)
-    quadrature.check_scales({name: vals[s.uid] for name, s in scales.items()})
+    quadrature.check_scales({name: (s, vals[s.uid]) for name, s in scales.items()}, n_configs)
 
     def expectation(node: Node) -> float:
         per = vals[node.uid] * (vals[weight.uid] if weight is not None else 1.0)

@@ -132,11 +132,17 @@ def weight_input(out: Graph, model: Graph) -> Node:
                    note="log product of the Gauss-Hermite weights")
 
 
-def check_scales(scales: dict[str, np.ndarray]) -> None:
-    """Every Normal's scale positive and finite (the estimators refuse the same with an InputError)."""
-    for name, scale in scales.items():
+def check_scales(scales: dict[str, tuple[Node, np.ndarray]], n_configs: int) -> None:
+    """Every Normal's scale positive and finite (the estimators refuse the same with an InputError).
+
+    ``scales``: sample name -> (scale node of the enumeration graph, its value); batched values are laid
+    out (row, configuration) -> row * n_configs + configuration.
+    """
+    for name, (node, scale) in scales.items():
         scale = np.asarray(scale)
         bad = ~(np.isfinite(scale) & (scale > 0))
         if np.any(bad):
-            raise ExactError(f"sample {name!r}: a Normal needs scale > 0 and finite, got "
-                             f"{scale[bad].ravel()[0]!r} in {int(bad.sum())} place(s) of the enumeration")
+            first = np.argwhere(bad)[0]
+            where = f" at row {int(first[0]) // n_configs}" if node.batched else ""
+            raise ExactError(f"Normal sample {name!r}: scale must be positive and finite, got "
+                             f"{float(scale[tuple(first)])!r}{where}")

@@ -213,8 +213,14 @@ def test_limits_and_bad_arguments():
         with pytest.raises(ExactError, match="quadrature_points must be a positive int"):
             scg.exact(g, {"m": np.zeros(5)}, {}, quadrature_points=bad)
     neg = _normal_square()
-    with pytest.raises(ExactError, match=r"sample 'z'.*scale > 0"):
+    with pytest.raises(ExactError, match=r"Normal sample 'z': scale must be positive and finite, got -1.0$"):
         scg.exact(neg, {"mu": np.array(0.0), "sigma": np.array(-1.0)}, {})
+    rows = scg.Graph("rows")
+    with rows:
+        s = scg.input("s", shape=())
+        scg.cost("c", scg.square(scg.sample("z", scg.Normal(0.0, s))))
+    with pytest.raises(ExactError, match=r"got nan at row 1"):  # scale from a batched input
+        scg.exact(rows, {}, {"s": np.array([1.0, np.nan, 2.0])})
 
 
 def test_user_name_clash_with_the_weight_input():
