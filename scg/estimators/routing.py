@@ -120,18 +120,19 @@ def _refuse_unestimable(model: Graph, g: nx.DiGraph) -> None:
     rough_ops = [n for n in model.nodes if n.op in NON_SMOOTH_INPUTS and n.op is not Op.STOP_GRADIENT]
     if not (rough_ops and continuous and model.params):
         return
-    below = {x.uid: reach(g, x.uid, stochastic) | {x.uid} for x in [*model.params.values(), *continuous]}
+    # values a param reaches before any sample (a sample's value does not carry the param's value)
+    below = {p.uid: (reach(g, p.uid, stochastic) - stochastic) | {p.uid} for p in model.params.values()}
+    below |= {z.uid: (reach(g, z.uid, stochastic) - stochastic) | {z.uid} for z in continuous}
     for n in rough_ops:
-        for i in sorted(NON_SMOOTH_INPUTS[n.op]):
-            x = n.inputs[i].uid
-            ps = [p for p in model.params.values() if x in below[p.uid]]
-            zs = [z for z in continuous if x in below[z.uid]]
-            if ps and zs:
-                raise EstimatorError(
-                    f"the {n.op.pretty} op {describe(n)} compares a value that depends on both param "
-                    f"{ps[0].name!r} and the continuous sample {zs[0].name!r}: its expectation moves with "
-                    f"{ps[0].name!r}, but the derivative through {n.op.pretty} is zero, and no score term "
-                    f"can carry it. Make {ps[0].name!r} a parameter of {zs[0].name!r}'s distribution instead")
+        xs = {n.inputs[i].uid for i in NON_SMOOTH_INPUTS[n.op]}
+        ps = [p for p in model.params.values() if xs & below[p.uid]]
+        zs = [z for z in continuous if xs & below[z.uid]]
+        if ps and zs:
+            raise EstimatorError(
+                f"the {n.op.pretty} op {describe(n)} compares values that depend on both param "
+                f"{ps[0].name!r} and the continuous sample {zs[0].name!r}: its expectation moves with "
+                f"{ps[0].name!r}, but the derivative through {n.op.pretty} is zero, and no score term "
+                f"can carry it. Make {ps[0].name!r} a parameter of {zs[0].name!r}'s distribution instead")
 
 
 def describe(n: Node) -> str:

@@ -131,23 +131,48 @@ def reach(g: nx.DiGraph, start: int, stop: set[int] | frozenset[int] = frozenset
     return seen
 
 
+def sources(g: nx.DiGraph, start: int, stop: set[int] | frozenset[int]) -> set[int]:
+    """Uids upstream of ``start`` (excluded), not expanding past the uids in ``stop``."""
+    seen: set[int] = set()
+    stack = list(g.predecessors(start))
+    while stack:
+        u = stack.pop()
+        if u in seen:
+            continue
+        seen.add(u)
+        if u not in stop:
+            stack.extend(g.predecessors(u))
+    return seen
+
+
 def analyse(graph: Graph) -> Dependencies:
-    """The dependency analysis of ``graph`` (a pure function of the graph)."""
+    """The dependency analysis of ``graph`` (a pure function of the graph).
+
+    Walks upstream from each cost and each sample (not downstream from each sample):
+    graphs have few costs, and a sample's parents are near it, so the analysis stays
+    linear in the graph for a wide sum of many samples.
+    """
     g = to_networkx(graph)
-    order = {n.uid: i for i, n in enumerate(graph.nodes)}
     samples = [n for n in graph.nodes if n.op in STOCHASTIC_OPS]
     stochastic = {s.uid for s in samples}
     costs = tuple(n for n in graph.nodes if n.op in COST_OPS)
 
-    def pick(uids: set[int], ops) -> tuple[Node, ...]:
-        return tuple(g.nodes[u]["node"] for u in sorted(uids, key=order.__getitem__) if g.nodes[u]["node"].op in ops)
-
-    sites = {}
-    direct_of = {s.uid: reach(g, s.uid, stochastic) for s in samples}
+    down: dict[int, list[Node]] = {s.uid: [] for s in samples}
+    near: dict[int, list[Node]] = {s.uid: [] for s in samples}
+    for c in costs:
+        for u in nx.ancestors(g, c.uid) & stochastic:
+            down[u].append(c)
+        for u in sources(g, c.uid, stochastic) & stochastic:
+            near[u].append(c)
+    parents = {s.uid: sources(g, s.uid, stochastic) & stochastic for s in samples}
+    children: dict[int, list[Node]] = {s.uid: [] for s in samples}
     for s in samples:
-        down = nx.descendants(g, s.uid)
-        direct = direct_of[s.uid]
-        children = pick(direct, STOCHASTIC_OPS)
-        parents = tuple(p for p in samples if p is not s and s.uid in direct_of[p.uid])
-        sites[s.name] = SiteInfo(s, pick(down, COST_OPS), pick(direct, COST_OPS), children, parents)
+        for p in parents[s.uid]:
+            children[p].append(s)
+
+    def ordered(nodes) -> tuple[Node, ...]:
+        return tuple(sorted(nodes, key=lambda n: n.uid))
+
+    sites = {s.name: SiteInfo(s, ordered(down[s.uid]), ordered(near[s.uid]), ordered(children[s.uid]),
+                              ordered(g.nodes[p]["node"] for p in parents[s.uid])) for s in samples}
     return Dependencies(MappingProxyType(sites), costs)
