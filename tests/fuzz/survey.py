@@ -3,6 +3,7 @@
 Not a test (it asserts nothing): a tool to find which classes of graphs fail.
 
     python -m tests.fuzz.survey --examples 200 --backend numpy --out survey.jsonl
+    python -m tests.fuzz.survey --examples 100 --parity numba --out parity.jsonl   # numba vs numpy
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import time
 
 from hypothesis import HealthCheck, given, settings
 
-from tests.fuzz.construct_check import check_spec
-from tests.fuzz.construct_graphs import blackbox_param_reads, build, construct_specs
+from tests.fuzz.construct_check import check_parity, check_spec
+from tests.fuzz.construct_graphs import blackbox_param_reads, build, construct_specs, estimator_configs
 
 
 def features(spec) -> list[str]:
@@ -41,7 +42,7 @@ def main(argv=None) -> None:
     ap.add_argument("--examples", type=int, default=100)
     ap.add_argument("--backend", default="numpy")
     ap.add_argument("--out", default="survey.jsonl")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--parity", default=None, help="a compiled backend to compare with numpy (one config per graph)")
     args = ap.parse_args(argv)
     rows = []
     t0 = time.time()
@@ -51,7 +52,11 @@ def main(argv=None) -> None:
     @given(construct_specs())
     def run(spec):
         try:
-            outcomes = check_spec(spec, backend=args.backend)
+            if args.parity:
+                configs = estimator_configs(spec)
+                outcomes = [check_parity(spec, configs[spec["seed"] % len(configs)], backend=args.parity)]
+            else:
+                outcomes = check_spec(spec, backend=args.backend)
         except Exception as e:  # noqa: BLE001 - the oracle itself failed: record it
             rows.append({"spec": spec, "estimator": "oracle", "status": "oracle failure",
                          "detail": f"{type(e).__name__}: {e}"})
