@@ -123,13 +123,12 @@ def classify(spec, config) -> str | None:
 
 
 # the classes failing now: each has a strict xfail reproducer in test_fuzz_constructs.py
-KNOWN_CLASSES = {
-    "piecewise-check-walks-through-discrete-samples":
-        "equal/greater on a discrete sample whose logits read a Normal is refused under every estimator as if it "
-        "were piecewise in the Normal (false refusal; regression of the per-(node, cost) routing)",
-}
-# found by this fuzzer on main@757f0d7 and fixed since (issue 10 items 1, 3, 4, 5, 6)
+KNOWN_CLASSES: dict[str, str] = {}
+# found by this fuzzer on main@757f0d7 (issue 10 items 1, 3, 4, 5, 6) or after 5b3af5b (the last), fixed since
 FIXED_CLASSES = {
+    "piecewise-check-walks-through-discrete-samples":
+        "equal/greater on a discrete sample whose logits read a Normal refused under every estimator as if it "
+        "were piecewise in the Normal (false refusal)",
     "blackbox-reads-param": "a blackbox cost reading a param directly: its direct gradient silently dropped",
     "muprop-categorical-raw-exception": "MuProp with a categorical read through to_float, one_hot of depth > K or "
                                         "of several elements: IndexError from compile",
