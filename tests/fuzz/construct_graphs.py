@@ -11,13 +11,16 @@ is a stack of 1-3 stochastic layers over an input ``x`` (2 features):
 * how a categorical layer is read downstream (``use``): ``one_hot`` (depth K),
   ``one_hot_wide`` (depth > K), ``to_float``, ``take`` (a param vector indexed
   by the sample);
-* a Normal's scale: a constant or ``softplus(param) + 0.3``.
+* a Normal's scale: a constant, ``softplus(param) + 0.3``, or read from the previous layer;
+* a Bernoulli by ``logits=`` or ``probs=sigmoid(...)``.
 
 Costs come from a menu (each may be ``blackbox=True``): a penalty on the first
 layer, a square of the last, a Bernoulli likelihood of ``sigmoid(x)`` or of an
 observed scalar 1.0 that broadcasts, a param-only regulariser, an equality reward
 on a categorical, ``equal`` between two categorical samples, a one-hot-matmul
-reward, a smooth fit of a Normal, and an external cost. The external cost is a
+reward, a smooth fit of a Normal, a distribution's entropy, a Normal's
+log q(z) - log p(z), ``where`` on a Bernoulli condition, a logsumexp, and an
+external cost. The external cost is a
 known function of some samples: ``build(spec)`` declares it with
 ``scg.external_cost`` (``depends_on`` those samples, or default = all) and returns
 the NumPy function that computes it from ``run.samples``; ``build(spec,
@@ -38,7 +41,7 @@ import scg
 ESTIMATORS = ("reinforce", "scg", "muprop", "hnca")
 MAX_NORMAL_ELEMENTS = 2
 COSTS = ("penalty", "square", "likelihood", "scalar_likelihood", "regulariser", "match", "pair_equal",
-         "onehot_reward", "normal_fit")
+         "onehot_reward", "normal_fit", "entropy", "normal_logp", "gate", "logsumexp")
 
 
 @st.composite
@@ -51,6 +54,7 @@ def construct_specs(draw, max_layers: int = 3):
         layer = {"kind": kind, "link": draw(st.sampled_from(["affine", "affine", "tanh", "prior"]))}
         if kind == "bernoulli":
             layer["width"] = draw(st.integers(1, 2))
+            layer["probs"] = draw(st.sampled_from([False, False, True]))  # Bernoulli(probs=sigmoid(...))
         elif kind == "categorical":
             layer["width"] = draw(st.integers(0, 2))  # 0: one scalar sample per row
             layer["k"] = draw(st.integers(2, 3))
@@ -60,7 +64,7 @@ def construct_specs(draw, max_layers: int = 3):
         else:
             layer["width"] = draw(st.integers(1, normal_left))
             normal_left -= layer["width"]
-            layer["scale"] = draw(st.sampled_from(["const", "param"]))
+            layer["scale"] = draw(st.sampled_from(["const", "param", "parent"]))
         if i == 0 and layer["link"] == "tanh":
             layer["link"] = "affine"
         layers.append(layer)
@@ -153,7 +157,7 @@ def build(spec, *, oracle: bool = False):
     with g:
         x = scg.input("x", shape=(2,))
         feat = x
-        units, feats = [], []
+        units, feats, dists = [], [], []
         for i, layer in enumerate(spec["layers"]):
             kind, link, n = layer["kind"], layer["link"], max(layer["width"], 1)
             out_shape = (n,) if kind != "categorical" else _elements(layer) + (layer["k"],)
@@ -165,16 +169,17 @@ def build(spec, *, oracle: bool = False):
                 if link == "tanh":
                     pre = 2.0 * scg.tanh(pre)
             if kind == "bernoulli":
-                u = scg.sample(f"u{i}", scg.Bernoulli(logits=pre))
+                dist = scg.Bernoulli(probs=scg.sigmoid(pre)) if layer.get("probs") else scg.Bernoulli(logits=pre)
             elif kind == "categorical":
-                u = scg.sample(f"u{i}", scg.Categorical(logits=pre))
+                dist = scg.Categorical(logits=pre)
             else:
-                scale = 0.7 if layer["scale"] == "const" else scg.softplus(scg.param(f"s{i}", shape=(n,))) + 0.3
-                u = scg.sample(f"u{i}", scg.Normal(pre, scale))
+                dist = scg.Normal(pre, _scale(layer, feat, i, n))
+            u = scg.sample(f"u{i}", dist)
+            dists.append(dist)
             feat = _features(layer, u, i)
             units.append(u)
             feats.append(feat)
-        _costs(spec, x, units, feats, oracle)
+        _costs(spec, x, units, feats, dists, oracle)
     params = {k: v + rng.normal(0.0, 0.6, v.shape) for k, v in g.init_params(spec["seed"]).items()}
     inputs = {"x": rng.normal(size=(2, 2))}
     return g, params, inputs
@@ -187,10 +192,20 @@ def _weight(spec, cost, name, shape):
     return scg.param(name, shape=shape)
 
 
-def _costs(spec, x, units, feats, oracle):
+def _scale(layer, feat, i, n):
+    """A Normal's scale: a constant, softplus(param) + 0.3, or (``parent``) softplus of the previous layer."""
+    if layer["scale"] == "const":
+        return 0.7
+    if layer["scale"] == "parent" and layer["link"] != "prior":
+        return scg.softplus(feat @ scg.param(f"Ws{i}", shape=(feat.shape[-1], n))) + 0.3
+    return scg.softplus(scg.param(f"s{i}", shape=(n,))) + 0.3
+
+
+def _costs(spec, x, units, feats, dists, oracle):
     layers = spec["layers"]
     cats = [i for i, layer in enumerate(layers) if layer["kind"] == "categorical"]
     normals = [i for i, layer in enumerate(layers) if layer["kind"] == "normal"]
+    bernoullis = [i for i, layer in enumerate(layers) if layer["kind"] == "bernoulli"]
     for c in spec["costs"]:
         bb = c in spec["blackbox"]
         if c == "penalty":
@@ -215,6 +230,17 @@ def _costs(spec, x, units, feats, oracle):
             scg.cost(c, -reward.sum(), blackbox=bb)
         elif c == "normal_fit" and normals:
             scg.cost(c, scg.square(units[normals[0]] - 0.5).sum(), blackbox=bb)
+        elif c == "entropy":  # a distribution's entropy as a (negated) cost, e.g. an ELBO's entropy term
+            scg.cost(c, -0.3 * _sum(dists[0].entropy()), blackbox=bb)
+        elif c == "normal_logp" and normals:  # log q(z) - log p(z) of a Normal's own sample: an ELBO's KL term
+            i = normals[0]
+            kl = dists[i].log_prob(units[i]) - scg.Normal(0.0, 1.0).log_prob(units[i])
+            scg.cost(c, 0.5 * kl.sum(), blackbox=bb)
+        elif c == "gate" and bernoullis:  # where() on a discrete condition, branches read the last layer
+            a = feats[-1].sum()
+            scg.cost(c, scg.where(scg.greater(units[bernoullis[0]].sum(), 0.5), a, -0.5 * a), blackbox=bb)
+        elif c == "logsumexp":
+            scg.cost(c, scg.logsumexp(feats[-1] * _weight(spec, c, "v_lse", (feats[-1].shape[-1],))), blackbox=bb)
         elif c == "external":
             if oracle:
                 scg.cost(c, _external_dsl(spec, units), blackbox=True)
