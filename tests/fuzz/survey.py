@@ -46,6 +46,12 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     rows = []
     t0 = time.time()
+    out = open(args.out, "w")  # noqa: SIM115 - written as results come, so a long run can be read midway
+
+    def record(row):
+        rows.append(row)
+        out.write(json.dumps(row, default=str) + "\n")
+        out.flush()
 
     @settings(max_examples=args.examples, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
@@ -58,16 +64,17 @@ def main(argv=None) -> None:
             else:
                 outcomes = check_spec(spec, backend=args.backend)
         except Exception as e:  # noqa: BLE001 - the oracle itself failed: record it
-            rows.append({"spec": spec, "estimator": "oracle", "status": "oracle failure",
-                         "detail": f"{type(e).__name__}: {e}"})
+            record({"spec": spec, "estimator": "oracle", "status": "oracle failure",
+                    "detail": f"{type(e).__name__}: {e}"})
             return
         for o in outcomes:
-            rows.append({"spec": spec, "estimator": o.estimator, "status": o.status, "detail": o.detail,
-                         "tags": features(spec)})
+            record({"spec": spec, "estimator": o.estimator, "status": o.status, "detail": o.detail,
+                    "tags": features(spec)})
 
-    run()
-    with open(args.out, "w") as f:
-        f.writelines(json.dumps(r, default=str) + "\n" for r in rows)
+    try:
+        run()
+    finally:
+        out.close()
     counts = collections.Counter((str(r["estimator"]), r["status"]) for r in rows)
     print(f"{args.examples} graphs, {len(rows)} configurations, {time.time() - t0:.0f} s")
     for (est, status), n in sorted(counts.items()):
