@@ -92,7 +92,8 @@ def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndar
     nodes the result is exact when the costs and the discrete nodes' log-densities
     are polynomials of degree < 2 * quadrature_points in the Normal values, and
     accurate (error falling fast with the number of points) for smooth ones;
-    kinks (relu) converge slowly. A cost that jumps with a Normal value (step,
+    steep ones (a tanh of a tanh with large weights) and kinks (relu) converge
+    slowly: compare two values of ``quadrature_points`` to bound the error. A cost that jumps with a Normal value (step,
     greater, equal, or where's condition on it) is refused with an ExactError.
     The gradient is the exact gradient of the quadrature (pathwise in loc, scale).
 

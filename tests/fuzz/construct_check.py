@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import scg
-from tests.estimators.oracle import _z, hotelling_p, max_abs_z
+from tests.estimators.oracle import hotelling_p, max_abs_z
 from tests.fuzz.construct_graphs import (
     blackbox_param_reads,
     build,
@@ -66,9 +66,30 @@ def refusal_allowed(spec, estimator, graph) -> bool:
     return bool(used & {"muprop", "hnca"})
 
 
-def oracle(spec):
+@dataclass(frozen=True)
+class OracleResult:
+    """scg.exact's gradients, and (Normal nodes) a bound on their quadrature error per component."""
+    grads: dict
+    error: dict
+    quadrature_points: int
+
+
+def oracle(spec, *, tol: float = 1e-4) -> OracleResult:
+    """scg.exact; with Normal nodes, the quadrature is refined (points doubled) until the gradients move by
+    less than ``tol * (1 + |g|)`` or a cap, and the last move is kept as the error bound: a steep smooth
+    integrand (tanh of tanh) converges slowly, and the check must not blame the estimator for it."""
     g, params, inputs = build(spec, oracle=True)
-    return scg.exact(g, params, inputs, quadrature_points=quadrature_points(spec))
+    q, cap = quadrature_points(spec)
+    prev = scg.exact(g, params, inputs, quadrature_points=q)
+    if not any(layer["kind"] == "normal" for layer in spec["layers"]):
+        return OracleResult(prev.grads, {k: np.zeros_like(v) for k, v in prev.grads.items()}, 0)
+    while True:
+        q *= 2
+        cur = scg.exact(g, params, inputs, quadrature_points=q)
+        error = {k: np.abs(cur.grads[k] - prev.grads[k]) for k in cur.grads}
+        if q >= cap or all(np.all(e <= tol * (1 + np.abs(cur.grads[k]))) for k, e in error.items()):
+            return OracleResult(cur.grads, error, q)
+        prev = cur
 
 
 def _draws(est, spec, params, inputs, n_calls, seed):
@@ -88,13 +109,29 @@ def _draws(est, spec, params, inputs, n_calls, seed):
     return {name: np.stack(v) for name, v in out.items()}
 
 
-def _verdict(samples, ex, threshold, alpha) -> tuple[bool, str]:
-    zs = _z(samples, ex)
+def _z_with_oracle_error(samples, ex: OracleResult) -> dict:
+    """(mean - exact) / sqrt(se^2 + quadrature error^2); inf for a noiseless component that is off."""
+    zs = {}
+    for k, arr in samples.items():
+        mean, se = arr.mean(axis=0), arr.std(axis=0, ddof=1) / np.sqrt(len(arr))
+        diff, err = mean - ex.grads[k], ex.error[k]
+        scale = np.sqrt(se**2 + err**2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            zs[k] = np.where(scale > 1e-12, diff / np.maximum(scale, 1e-300),
+                             np.where(np.abs(diff) < 1e-9, 0.0, np.inf))
+    return zs
+
+
+def _verdict(samples, ex: OracleResult, threshold, alpha) -> tuple[bool, str]:
+    zs = _z_with_oracle_error(samples, ex)
     worst = max_abs_z(zs)
-    try:
-        p = hotelling_p(samples, ex)
-    except ValueError:  # more components than calls: the per-component screen alone
-        p = 1.0
+    se = {k: v.std(axis=0, ddof=1) / np.sqrt(len(v)) for k, v in samples.items()}
+    p = 1.0  # Hotelling assumes an exact target: only where the quadrature error is small against the noise
+    if all(np.all(ex.error[k] <= 0.2 * se[k] + 1e-12) for k in samples):
+        try:
+            p = hotelling_p(samples, ex)
+        except ValueError:  # more components than calls: the per-component screen alone
+            p = 1.0
     name = max(zs, key=lambda k: float(np.max(np.abs(zs[k]))))
     mean = samples[name].mean(axis=0)
     detail = (f"max |z| = {worst:.2f} on {name} (mean {np.round(mean, 4).tolist()}, exact "

@@ -252,9 +252,10 @@ def _costs(spec, x, units, feats, dists, oracle):
             scg.cost(c, 0.2 * feats[-1].sum(), blackbox=bb)
 
 
-def quadrature_points(spec) -> int:
+def quadrature_points(spec) -> tuple[int, int]:
+    """Gauss-Hermite points per Normal element to start from, and the cap of the refinement."""
     n = sum(layer["width"] for layer in spec["layers"] if layer["kind"] == "normal")
-    return 24 if n <= 1 else 12
+    return (24, 384) if n <= 1 else (12, 96)
 
 
 def blackbox_param_reads(graph) -> list[tuple[str, str]]:
