@@ -29,6 +29,7 @@ from scg.ir.graph import Graph
 from scg.ir.node import Node
 from scg.ir.ops import STOCHASTIC_OPS, Op
 from scg.passes.autodiff import grad
+from scg.passes.higher import hessian
 from scg.passes.rewrite import replay
 
 DEFAULT_MAX_CONFIGS = 1 << 20  # joint configurations per row
@@ -40,6 +41,7 @@ class ExactResult:
     grads: dict[str, np.ndarray]   # dJ/dparam, same keys and shapes as params
     costs: dict[str, float]        # expected mean-over-rows value of each cost
     n_configs: int                 # joint configurations enumerated per row
+    hessian: dict[tuple[str, str], np.ndarray] | None = None  # order=2: d2J/dp dq, shape p.shape + q.shape
 
 
 def _enumeration_graph(graph: Graph, quadrature_weight: bool = False
@@ -83,7 +85,7 @@ def _enumeration_graph(graph: Graph, quadrature_weight: bool = False
 
 def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndarray], *,
           max_configs: int = DEFAULT_MAX_CONFIGS,
-          quadrature_points: int = quadrature.DEFAULT_QUADRATURE_POINTS) -> ExactResult:
+          quadrature_points: int = quadrature.DEFAULT_QUADRATURE_POINTS, order: int = 1) -> ExactResult:
     """Exact ``E[cost]`` and its gradient by enumeration (Gauss-Hermite quadrature for Normal nodes).
 
     Discrete samples are enumerated; each element of a Normal sample takes the
@@ -93,9 +95,15 @@ def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndar
     are polynomials of degree < 2 * quadrature_points in the Normal values, and
     accurate (error falling fast with the number of points) for smooth ones;
     steep ones (a tanh of a tanh with large weights) and kinks (relu) converge
-    slowly: compare two values of ``quadrature_points`` to bound the error. A cost that jumps with a Normal value (step,
-    greater, equal, or where's condition on it) is refused with an ExactError.
-    The gradient is the exact gradient of the quadrature (pathwise in loc, scale).
+    slowly: compare two values of ``quadrature_points`` to bound the error. A cost
+    that jumps with a Normal value (greater, equal, or where's condition on it) is
+    refused with an ExactError. Gradient and Hessian are those of the quadrature
+    (pathwise in loc and scale), exact for the rule.
+
+    ``order=2`` adds the exact Hessian, ``hessian[(p, q)]`` of shape
+    ``params[p].shape + params[q].shape``, by second-order autodiff of the same
+    enumeration graph (`scg.passes.higher.hessian`; one reverse pass per
+    parameter element, so meant for small parameters).
 
     >>> import numpy as np, scg
     >>> g = scg.Graph("coin")
@@ -107,6 +115,8 @@ def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndar
     >>> round(ex.cost, 4), round(float(ex.grads["phi"]), 4)
     (0.2525, 0.025)
     """
+    if order not in (1, 2):
+        raise ExactError(f"scg.exact: order must be 1 (gradient) or 2 (gradient and Hessian), got {order!r}")
     if graph.external_costs:
         raise ExactError(f"scg.exact cannot evaluate external costs ({', '.join(graph.external_costs)}): "
                          "their values come from outside the graph")
@@ -120,6 +130,9 @@ def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndar
     enum, loss, weight, costs, scales = _enumeration_graph(graph, log_qw is not None)
     param_nodes = list(enum.params.values())
     enum, grads = grad(enum, loss, param_nodes)
+    blocks = {}
+    if order == 2:
+        enum, blocks = hessian(enum, grads, param_nodes)
 
     batch = _batch_size(graph, inputs)
     # rows laid out (row b, configuration z) -> b * n_configs + z
@@ -140,6 +153,8 @@ def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndar
         grads={p.name: np.asarray(vals[g.uid], dtype=np.float64) / batch for p, g in zip(param_nodes, grads, strict=True)},
         costs={name: expectation(c) for name, c in costs.items()},
         n_configs=n_configs,
+        hessian={(param_nodes[a].name, param_nodes[b].name): np.asarray(vals[h.uid], dtype=np.float64) / batch
+                 for (a, b), h in blocks.items()} if order == 2 else None,
     )
 
 
