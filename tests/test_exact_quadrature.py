@@ -231,3 +231,11 @@ def test_user_name_clash_with_the_weight_input():
         scg.cost("c", scg.square(z))
     ex = scg.exact(g, {}, {"quadrature_log_weight": np.array([1.0, 2.0])})
     np.testing.assert_allclose(ex.cost, (1 + 1 + 4 + 1) / 2)
+
+
+def test_hessian_of_the_quadrature_matches_the_closed_form():
+    """order=2 on a Normal node: E[(z - 1)^2] = (mu - 1)^2 + sigma^2 has Hessian diag(2, 2)."""
+    g = _normal_square()
+    ex = scg.exact(g, {"mu": np.array(0.3), "sigma": np.array(0.7)}, {}, order=2)
+    np.testing.assert_allclose([ex.hessian[("mu", "mu")], ex.hessian[("sigma", "sigma")],
+                                ex.hessian[("mu", "sigma")]], [2.0, 2.0, 0.0], atol=1e-10)
