@@ -110,6 +110,8 @@ def cmd_dot(args) -> int:
     text = target.to_dot()
     out = Path(args.output) if args.output else Path(f"{graph.name}.svg")
     fmt = out.suffix.lstrip(".").lower() or "svg"
+    if not out.parent.is_dir():
+        raise CliError(f"cannot write {str(out)!r}: directory {str(out.parent)!r} does not exist")
     if fmt == "dot" or fmt == "gv":
         out.write_text(text)
         print(f"wrote {out} (DOT text)")
@@ -204,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `scg inspect ... | head`
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (silence the interpreter's flush at exit)
         return 0
+    except OSError as e:  # e.g. an output file scg may not write: a message, not a traceback
+        print(f"scg {args.command}: error: {e.strerror or e}: {e.filename}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
