@@ -1,7 +1,6 @@
 """Exact expectations and gradients by enumeration: the test oracle.
 
-For a graph whose stochastic nodes are all discrete, every joint configuration
-``z`` of all sample elements is enumerated per row, and
+Every joint configuration ``z`` of all sample elements is enumerated per row, and
 
     J = mean over rows of sum_z p(z | x) * total_cost(z, x)
 
@@ -9,22 +8,26 @@ is evaluated with ``p(z | x) = exp(sum of log-densities)``. Its gradient comes
 from the same IR autodiff as every estimator, applied to ``sum_z p(z) cost(z)``
 with the configurations as fixed inputs, so it is exact up to float64 rounding:
 no sampling. Every estimator's mean is tested against it.
+
+Normal samples are integrated by Gauss-Hermite quadrature (scg/exact_quadrature.py):
+each element takes ``quadrature_points`` nodes ``loc + scale * x_j`` with weights
+``w_j``, enumerated jointly with the discrete values. That is exact for costs
+polynomial of degree < 2n in the Normal values, accurate for smooth ones.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
+from scg import exact_quadrature as quadrature
 from scg.backends.numpy_ref import evaluate
 from scg.errors import ExactError
-from scg.ir.distributions import DENSITY_OF, distribution_of
+from scg.ir.distributions import DENSITY_OF
 from scg.ir.graph import Graph
 from scg.ir.node import Node
 from scg.ir.ops import STOCHASTIC_OPS, Op
-from scg.ir.types import F64
 from scg.passes.autodiff import grad
 from scg.passes.higher import hessian
 from scg.passes.rewrite import replay
@@ -41,43 +44,23 @@ class ExactResult:
     hessian: dict[tuple[str, str], np.ndarray] | None = None  # order=2: d2J/dp dq, shape p.shape + q.shape
 
 
-def _site_values(node: Node) -> list:
-    dist = distribution_of(node)
-    if dist.discrete:
-        return dist.values(dist.n_values(node))
-    raise ExactError(
-        f"scg.exact enumerates discrete graphs only; {node.label()} is a {node.op.pretty} node "
-        "(continuous). Estimate with many samples instead, e.g. scg.diagnostics.gradient_stats")
-
-
-def _configurations(sites: list[Node], max_configs: int) -> tuple[int, dict[str, np.ndarray]]:
-    sizes = [len(_site_values(s)) ** s.type.size for s in sites]
-    total = int(np.prod(sizes, dtype=object)) if sizes else 1
-    if total > max_configs:
-        desc = ", ".join(f"{s.name}: {n}" for s, n in zip(sites, sizes, strict=True))
-        raise ExactError(f"scg.exact would enumerate {total} joint configurations per row ({desc}); "
-                         f"the limit is max_configs={max_configs}. Use a smaller graph or raise the limit")
-    columns = []
-    for s in sites:
-        per_elem = [_site_values(s)] * s.type.size
-        columns.append([np.array(v).reshape(s.shape) for v in itertools.product(*per_elem)])
-    grid = list(itertools.product(*columns)) if sites else [()]
-    table = {}
-    for i, s in enumerate(sites):
-        dtype = np.float64 if s.dtype == F64 else np.int64
-        table[s.name] = np.array([cfg[i] for cfg in grid], dtype=dtype).reshape((total, *s.shape))
-    return total, table
-
-
-def _enumeration_graph(graph: Graph) -> tuple[Graph, Node, Node, dict[str, Node]]:
-    """Model with every sample an input; returns (graph, loss per row, weight per row, cost nodes)."""
+def _enumeration_graph(graph: Graph, quadrature_weight: bool = False
+                       ) -> tuple[Graph, Node, Node, dict[str, Node], dict[str, Node]]:
+    """Model with every sample an input; returns (graph, loss per row, weight per row, cost nodes,
+    Normal scales by sample name)."""
     out = Graph(f"{graph.name}.exact")
     pinned: dict[str, Node] = {}
     logps: list[Node] = []
+    scales: dict[str, Node] = {}
+    if quadrature_weight:  # log of the product of the configuration's Gauss-Hermite weights
+        logps.append(quadrature.weight_input(out, graph))
 
     def hook(node: Node, inputs: tuple[Node, ...]) -> Node | None:
         if node.op not in STOCHASTIC_OPS:
             return None
+        if node.op is Op.NORMAL:
+            value, pinned[node.name], scales[node.name] = quadrature.pin_normal(out, node, inputs)
+            return value
         value = out.add(Op.INPUT, (), {"shape": node.shape, "dtype": node.dtype, "batched": True},
                         name=node.name)
         lp = out.add(DENSITY_OF[node.op], (*inputs, value))
@@ -97,12 +80,25 @@ def _enumeration_graph(graph: Graph) -> tuple[Graph, Node, Node, dict[str, Node]
         total = c if total is None else out.add(Op.ADD, (total, c))
     weight = out.add(Op.EXP, (log_w,)) if log_w is not None else None
     loss = out.add(Op.MUL, (weight, total)) if weight is not None else total
-    return out, loss, weight, costs
+    return out, loss, weight, costs, scales
 
 
 def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndarray], *,
-          max_configs: int = DEFAULT_MAX_CONFIGS, order: int = 1) -> ExactResult:
-    """Exact ``E[cost]`` and its gradient for a discrete graph, by enumeration.
+          max_configs: int = DEFAULT_MAX_CONFIGS,
+          quadrature_points: int = quadrature.DEFAULT_QUADRATURE_POINTS, order: int = 1) -> ExactResult:
+    """Exact ``E[cost]`` and its gradient by enumeration (Gauss-Hermite quadrature for Normal nodes).
+
+    Discrete samples are enumerated; each element of a Normal sample takes the
+    ``quadrature_points`` nodes of the Gauss-Hermite rule, jointly with every other
+    element (at most ``max_configs`` joint configurations per row). For Normal
+    nodes the result is exact when the costs and the discrete nodes' log-densities
+    are polynomials of degree < 2 * quadrature_points in the Normal values, and
+    accurate (error falling fast with the number of points) for smooth ones;
+    steep ones (a tanh of a tanh with large weights) and kinks (relu) converge
+    slowly: compare two values of ``quadrature_points`` to bound the error. A cost
+    that jumps with a Normal value (greater, equal, or where's condition on it) is
+    refused with an ExactError. Gradient and Hessian are those of the quadrature
+    (pathwise in loc and scale), exact for the rule.
 
     ``order=2`` adds the exact Hessian, ``hessian[(p, q)]`` of shape
     ``params[p].shape + params[q].shape``, by second-order autodiff of the same
@@ -126,9 +122,12 @@ def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndar
                          "their values come from outside the graph")
     if not graph.costs:
         raise ExactError(f"graph {graph.name!r} has no cost to take the expectation of")
+    if not isinstance(quadrature_points, int) or isinstance(quadrature_points, bool) or quadrature_points < 1:
+        raise ExactError(f"quadrature_points must be a positive int, got {quadrature_points!r}")
     sites = [n for n in graph.nodes if n.op in STOCHASTIC_OPS]
-    n_configs, table = _configurations(sites, max_configs)
-    enum, loss, weight, costs = _enumeration_graph(graph)
+    quadrature.check_continuous(graph)
+    n_configs, table, log_qw = quadrature.configurations(sites, max_configs, quadrature_points)
+    enum, loss, weight, costs, scales = _enumeration_graph(graph, log_qw is not None)
     param_nodes = list(enum.params.values())
     enum, grads = grad(enum, loss, param_nodes)
     blocks = {}
@@ -140,7 +139,10 @@ def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndar
     expanded = {k: np.repeat(np.asarray(v), n_configs, axis=0) for k, v in inputs.items()}
     for name, values in table.items():
         expanded[name] = np.tile(values, (batch,) + (1,) * (values.ndim - 1))
+    if log_qw is not None:
+        expanded[quadrature.weight_name(graph)] = np.tile(log_qw, batch)
     vals = evaluate(enum, params, expanded, seed=0)
+    quadrature.check_scales({name: (s, vals[s.uid]) for name, s in scales.items()}, n_configs)
 
     def expectation(node: Node) -> float:
         per = vals[node.uid] * (vals[weight.uid] if weight is not None else 1.0)

@@ -282,8 +282,9 @@ CASES = [
     # -- scg.exact --------------------------------------------------------------------------------------
     ("exact-too-large", lambda b: scg.exact(_too_big(), {"w": np.zeros(30)}, {}),
      ExactError, r"would enumerate 1073741824 joint configurations per row \(h: 1073741824\); the limit is"),
-    ("exact-continuous", lambda b: scg.exact(GRAPHS["gauss"], PARAMS["gauss"], INPUTS["gauss"]),
-     ExactError, r"enumerates discrete graphs only; 'z' is a normal node"),
+    ("exact-normal-scale", lambda b: scg.exact(GRAPHS["gauss"], PARAMS["gauss"],
+                                               {**INPUTS["gauss"], "s": -np.ones((B, 2))}),
+     ExactError, r"Normal sample 'z': scale must be positive and finite, got -1.0 at row 0"),
     ("exact-external", lambda b: scg.exact(GRAPHS["external"], PARAMS["external"], INPUTS["external"]),
      ExactError, r"cannot evaluate external costs \(reward\)"),
 ]
