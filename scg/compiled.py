@@ -38,6 +38,7 @@ class Result:
     samples: dict[str, np.ndarray]
     n_rows: int
     n_samples: int
+    objective: float | None = None   # objective="iwae": this call's K-sample objective (mean over rows of -L)
 
     def __repr__(self) -> str:
         grads = ", ".join(f"{k}{list(v.shape)}" for k, v in self.grads.items())
@@ -70,7 +71,7 @@ class CompiledEstimator:
     """
 
     def __init__(self, model: Graph, estimator, backend: str, baseline: str | None, precision: str,
-                 ema_decay: float, check_finite: bool = True):
+                 ema_decay: float, check_finite: bool = True, objective: str = "mean", options=None):
         if not 0.0 <= ema_decay < 1.0:
             raise ScgError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
         self.model = model
@@ -78,9 +79,12 @@ class CompiledEstimator:
         self.precision = precision
         self.ema_decay = ema_decay
         self.check_finite = check_finite
-        derived = derive(model, estimator, baseline)
+        derived = derive(model, estimator, baseline, objective, options)
         self.ir = derived.graph
         self.assignment = derived.assignment
+        self.objective = derived.objective
+        self.options = dict(derived.options)
+        self.unbiased = derived.unbiased  # False for concrete / gumbel_st (see the compile-time warning)
         self.baseline = baseline
         program = get_backend(backend)(self.ir, precision)
         # check_finite=False also switches off the backends' distribution-argument checks
@@ -125,6 +129,7 @@ class CompiledEstimator:
     def sample(self, params, inputs, *, seed: int = 0, n_samples: int = 1) -> Run:
         """Draw the samples (phase 1); ``run.grads(external=...)`` finishes the call."""
         self._finite(params, inputs)
+        self._check_draws(n_samples)
         call = {"seed": seed, "n_samples": n_samples}
         values = self.program.run(params, inputs, state=self._state(), stop_at_external=True, **call)
         run = Run(self, params, inputs, call, values)
@@ -137,6 +142,7 @@ class CompiledEstimator:
             raise InputError(f"graph {self.model.name!r} has external costs ({names}); call "
                              "run = est.sample(params, inputs, seed=...) and then run.grads(external={...})")
         self._finite(params, inputs)
+        self._check_draws(n_samples)
         call = {"seed": seed, "n_samples": n_samples}
         values = self.program.run(params, inputs, state=self._state(), **call)
         return self._result(values, n_samples)
@@ -146,6 +152,11 @@ class CompiledEstimator:
         values = self.program.run(run.params, run.inputs, external=dict(external), state=self._state(),
                                   overrides=overrides, **run.call)
         return self._result(values, run.call["n_samples"])
+
+    def _check_draws(self, n_samples) -> None:
+        if self.objective == "iwae" and isinstance(n_samples, (int, np.integer)) and n_samples < 2:
+            raise InputError(f"objective='iwae' is the K-sample bound: call with n_samples=K >= 2 draws per row "
+                             f"(got n_samples={n_samples})")
 
     def _finite(self, params, inputs) -> None:
         """An empty batch is an error; so is NaN/inf in params or inputs unless ``check_finite=False``.
@@ -188,8 +199,9 @@ class CompiledEstimator:
             elif key.startswith("ema/"):
                 self._update_ema(key.removeprefix("ema/"), values[node.uid])
         rows = next((values[node.uid].shape[0] // k for key, node in outs.items() if key.startswith("cost/")), 1)
+        objective = float(values[outs["objective"].uid]) if "objective" in outs else None
         return Result(grads=grads, cost=float(values[outs["cost"].uid]), costs=costs,
-                      samples=self._samples(values, k), n_rows=rows, n_samples=k)
+                      samples=self._samples(values, k), n_rows=rows, n_samples=k, objective=objective)
 
     def _update_ema(self, name: str, value: np.ndarray) -> None:
         value = np.asarray(value, dtype=np.float64)
@@ -238,13 +250,19 @@ def _per_draw(value: np.ndarray, k: int) -> np.ndarray:
 
 
 def compile(graph: Graph, estimator="scg", backend: str = "numpy", baseline: str | None = None, *,
-            precision: str = "float64", ema_decay: float = 0.9, check_finite: bool = True) -> CompiledEstimator:
+            precision: str = "float64", ema_decay: float = 0.9, check_finite: bool = True,
+            objective: str = "mean", options: Mapping[str, Any] | None = None) -> CompiledEstimator:
     """Derive ``graph``'s gradient estimator as IR and bind it to a backend.
 
-    ``estimator``: ``"reinforce"``, ``"scg"``, ``"muprop"``, ``"hnca"``, or a dict
-    ``{"default": ..., "<node>": ...}``. ``baseline``: None, ``"ema"`` or ``"loo"``
+    ``estimator``: ``"reinforce"``, ``"scg"``, ``"muprop"``, ``"hnca"``, ``"arm"``,
+    ``"disarm"``, ``"vimco"`` (with ``objective="iwae"``), ``"concrete"``, ``"gumbel_st"``
+    (biased: they warn, ``est.unbiased`` is False), or a dict ``{"default": ..., "<node>": ...}``.
+    ``objective``: ``"mean"`` (``J = E[mean over rows of the total cost]``) or ``"iwae"``
+    (``E[mean over rows of -log mean_k exp(-C_k)]`` over the ``n_samples=K >= 2`` draws).
+    ``options``: estimator settings, e.g. ``{"temperature": 0.5}`` for the relaxed ones. ``baseline``: None, ``"ema"`` or ``"loo"``
     (leave-one-out across ``n_samples`` draws of a row; needs ``n_samples >= 2``).
     ``precision``: ``"float64"`` (default) or ``"float32"``. ``ema_decay``: the EMA
     baseline's decay. ``check_finite``: refuse NaN/inf in params and inputs (default).
     """
-    return CompiledEstimator(graph, estimator, backend, baseline, precision, ema_decay, check_finite)
+    return CompiledEstimator(graph, estimator, backend, baseline, precision, ema_decay, check_finite,
+                             objective, options)

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from scg.errors import ScgWarning
+from scg.estimators import vimco, zoo
 from scg.estimators.base import SurrogateBuilder
 from scg.estimators.pathwise import reparameterise
 from scg.estimators.registry import SITE_RULES, assign
@@ -37,25 +38,36 @@ class Derived:
     graph: Graph                      # the estimator IR
     assignment: Mapping[str, str]     # sample name -> estimator used for it
     baseline: str | None
+    objective: str = "mean"
+    options: Mapping = None       # resolved estimator options (temperature, ...)
+    unbiased: bool = True         # False when a biased estimator (concrete, gumbel_st) serves a node
 
 
-def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: str | None = None) -> Derived:
+def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: str | None = None,
+           objective: str = "mean", options: Mapping | None = None) -> Derived:
     assignment = assign(model, estimator)
+    opts = zoo.check(model, assignment, objective, options)
+    zoo.warn_biased(assignment, opts)
     label = estimator if isinstance(estimator, str) else "mixed"
     pathwise = {n for n, e in assignment.items() if e == "pathwise"}
     graph, rewritten = reparameterise(model, pathwise)
     maybe_verify(graph, "reparameterise")
+    graph, relaxed = zoo.relax_sites(graph, assignment, opts)
+    maybe_verify(graph, "relax")
     deps = analyse(graph)
-    _warn_about_dead_ends(graph, deps)
+    _warn_about_dead_ends(graph, deps, skip=set(relaxed))
 
     work = graph.derive(f"{model.name}.{label}")
     builder = SurrogateBuilder(work, deps, baseline)
+    builder.cache["objective"] = objective
     for name, info in deps.sites.items():
         SITE_RULES[assignment[name]](builder, info)
     graph = maybe_verify(builder.graph, "surrogate")
 
     note = "surrogate loss"
     white = [c for c in deps.costs if c.op is Op.COST and not c.attrs.get("blackbox")]
+    if objective == "iwae":
+        white = vimco.objective_costs(builder, white)
     surrogate = builder.total(builder.terms + white, note=note)
     loss = builder.add(Op.MUL, surrogate, builder.row_scale(), note=note, name="surrogate")
     graph = builder.graph
@@ -67,10 +79,13 @@ def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: s
     outputs: dict[str, Node] = {}
     costs = list(deps.costs)
     outputs["cost"] = builder.row_mean(builder.total(costs, note="total cost"), note="mean total cost")
+    if objective == "iwae":
+        outputs["objective"] = vimco.objective_value(builder)
     for c in costs:
         outputs[f"cost/{c.name}"] = c
     for name, node in graph.samples.items():
-        outputs[f"sample/{name}"] = node
+        if name is not None:  # unnamed: coupled copies re-drawn for ARM/DisARM
+            outputs[f"sample/{name}"] = node
     for name, node in rewritten.items():
         outputs[f"sample/{name}"] = node
     for p, g in zip(params, grads, strict=True):
@@ -80,14 +95,14 @@ def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: s
     graph = builder.graph
     graph.outputs = outputs
     graph = maybe_verify(simplify(graph), "simplify")
-    return Derived(graph, dict(assignment), baseline)
+    return Derived(graph, dict(assignment), baseline, objective, opts, zoo.unbiased(assignment))
 
 
-def _warn_about_dead_ends(graph: Graph, deps) -> None:
+def _warn_about_dead_ends(graph: Graph, deps, skip: set[str] = frozenset()) -> None:
     """Legal but probably unintended: samples no cost sees, params no cost depends on."""
     live = [c for c in deps.costs]
     for name, info in deps.sites.items():
-        if info.downstream_costs:
+        if info.downstream_costs or name in skip:  # a relaxed sample's consumers read its relaxation
             live.append(info.node)
         else:
             warnings.warn(ScgWarning(f"stochastic node {name!r} has no path to any cost: it is sampled, "

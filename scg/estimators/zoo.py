@@ -1,0 +1,105 @@
+"""Compile-time rules of the coupled and relaxed estimators: applicability, options, objective, bias.
+
+``check`` runs before any derivation and refuses, naming the node and the reason:
+ARM/DisARM on a non-Bernoulli node (categorical DisARM by stick-breaking is not built
+yet), ``"vimco"`` without ``objective="iwae"``, any other score-function estimator under
+``objective="iwae"``, unknown or unused option keys and bad option values.
+``relax_sites`` applies the relaxation pass (``relaxed.relax``) to the Concrete and
+straight-through Gumbel nodes. ``unbiased`` / ``warn_biased`` say which estimators are
+unbiased for ``J`` and what the biased ones are unbiased for.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+
+from scg.errors import EstimatorError, ScgWarning
+from scg.estimators.relaxed import relax
+from scg.ir.graph import Graph
+from scg.ir.node import Node
+from scg.ir.ops import Op
+
+OBJECTIVES = ("mean", "iwae")
+RELAXED = ("concrete", "gumbel_st")
+COUPLED = ("arm", "disarm")
+DEFAULT_TEMPERATURE = 0.5
+# option -> the estimators that read it
+OPTIONS = {"temperature": RELAXED}
+
+UNBIASED_FOR = {
+    "concrete": "the relaxed objective E[f(z)], z the Concrete relaxation of the sample at temperature {tau:g} "
+                "(Maddison et al. 2017), not E[f(b)]",
+    "gumbel_st": "neither E[f(b)] nor the relaxed objective in general: forward uses the discrete sample, backward "
+                 "the Concrete gradient at temperature {tau:g}; for costs affine in the sample it is unbiased for the "
+                 "relaxed objective E[f(z)]",
+}
+
+
+def check(model: Graph, assignment: Mapping[str, str], objective: str, options) -> dict:
+    """Validate the zoo's compile-time inputs; return the resolved options."""
+    if objective not in OBJECTIVES:
+        raise EstimatorError(f"unknown objective {objective!r}; expected 'mean' (E[sum of costs]) or 'iwae' "
+                             "(the K-sample bound, with estimator='vimco')")
+    used = set(assignment.values())
+    opts = _options(options, used)
+    samples = model.samples
+    for name, est in assignment.items():
+        node = samples[name]
+        if est in COUPLED and node.op is not Op.BERNOULLI:
+            raise EstimatorError(
+                f"{est} cannot apply to node {name!r}: it is a {node.op.pretty} node, and {est} is built for "
+                f"Bernoulli units (categorical DisARM by stick-breaking is not implemented yet). Use e.g. "
+                f"estimator={{'default': {est!r}, {name!r}: 'reinforce'}}")
+        if est == "vimco" and objective != "iwae":
+            raise EstimatorError(
+                f"vimco (node {name!r}) estimates the gradient of the K-sample objective: compile with "
+                f"objective='iwae' and call with n_samples=K >= 2")
+        if objective == "iwae" and est not in ("vimco", "pathwise"):
+            raise EstimatorError(
+                f"objective='iwae' is estimated by 'vimco' (and pathwise for reparameterised Normal nodes); "
+                f"node {name!r} uses {est!r}, whose terms estimate the mean objective")
+    return opts
+
+
+def _options(options, used: set[str]) -> dict:
+    if options is None:
+        options = {}
+    if not isinstance(options, Mapping):
+        raise EstimatorError(f"options must be a dict of estimator settings, got {options!r}")
+    for key in options:
+        if key not in OPTIONS:
+            known = ", ".join(f"{k!r} ({'/'.join(v)})" for k, v in OPTIONS.items())
+            raise EstimatorError(f"unknown option {key!r}; known options: {known}")
+        if not used & set(OPTIONS[key]):
+            raise EstimatorError(f"option {key!r} is read by {', '.join(OPTIONS[key])}, and no node uses them "
+                                 f"(estimators in use: {', '.join(sorted(used))})")
+    tau = options.get("temperature", DEFAULT_TEMPERATURE)
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau <= 0:
+        raise EstimatorError(f"option 'temperature' must be a positive finite number, got {tau!r}")
+    return {"temperature": float(tau)}
+
+
+def relax_sites(graph: Graph, assignment: Mapping[str, str], opts: Mapping) -> tuple[Graph, dict[str, Node]]:
+    sites = {n: (e, opts["temperature"]) for n, e in assignment.items() if e in RELAXED}
+    if not sites:
+        return graph, {}
+    return relax(graph, sites)
+
+
+def unbiased(assignment: Mapping[str, str]) -> bool:
+    return not any(e in RELAXED for e in assignment.values())
+
+
+def warn_biased(assignment: Mapping[str, str], opts: Mapping) -> None:
+    for est in RELAXED:
+        names = [n for n, e in assignment.items() if e == est]
+        if names:
+            what = UNBIASED_FOR[est].format(tau=opts["temperature"])
+            warnings.warn(ScgWarning(f"{est} (nodes {', '.join(map(repr, names))}) is biased for the gradient of "
+                                     f"E[sum of costs]: it is unbiased for {what}"), stacklevel=5)
+
+
+def no_rule(builder, info) -> None:
+    """Relaxed sites need no surrogate term: their credit flows pathwise through the relaxation."""
