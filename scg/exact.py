@@ -100,8 +100,12 @@ def _enumeration_graph(graph: Graph) -> tuple[Graph, Node, Node, dict[str, Node]
 
 
 def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndarray], *,
-          max_configs: int = DEFAULT_MAX_CONFIGS) -> ExactResult:
+          max_configs: int = DEFAULT_MAX_CONFIGS, objective: str = "mean", n_samples: int = 1) -> ExactResult:
     """Exact ``E[cost]`` and its gradient for a discrete graph, by enumeration.
+
+    ``objective="iwae"`` with ``n_samples=K``: the exact K-sample objective
+    ``E[mean over rows of -log (1/K) sum_k exp(-C_k)]`` and its gradient instead, by
+    enumerating K-tuples of configurations (``n_configs`` is then the tuple count).
 
     >>> import numpy as np, scg
     >>> g = scg.Graph("coin")
@@ -118,6 +122,11 @@ def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndar
                          "their values come from outside the graph")
     if not graph.costs:
         raise ExactError(f"graph {graph.name!r} has no cost to take the expectation of")
+    if objective == "iwae":
+        from scg.exact_iwae import exact_iwae
+        return exact_iwae(graph, params, inputs, n_samples, max_configs, _configurations, _batch_size)
+    if objective != "mean":
+        raise ExactError(f"unknown objective {objective!r}; expected 'mean' or 'iwae'")
     sites = [n for n in graph.nodes if n.op in STOCHASTIC_OPS]
     n_configs, table = _configurations(sites, max_configs)
     enum, loss, weight, costs = _enumeration_graph(graph)
