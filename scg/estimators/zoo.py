@@ -20,6 +20,7 @@ from scg.estimators.relaxed import relax
 from scg.ir.graph import Graph
 from scg.ir.node import Node
 from scg.ir.ops import Op
+from scg.passes.dependencies import analyse
 
 OBJECTIVES = ("mean", "iwae")
 RELAXED = ("concrete", "gumbel_st")
@@ -85,6 +86,15 @@ def relax_sites(graph: Graph, assignment: Mapping[str, str], opts: Mapping) -> t
     sites = {n: (e, opts["temperature"]) for n, e in assignment.items() if e in RELAXED}
     if not sites:
         return graph, {}
+    deps = analyse(graph)
+    for name, (est, _tau) in sites.items():
+        opaque = [c for c in deps[name].downstream_costs if c.op is Op.EXTERNAL_COST or c.attrs.get("blackbox")]
+        if opaque:
+            kind = "external" if opaque[0].op is Op.EXTERNAL_COST else "black-box"
+            raise EstimatorError(
+                f"{est} differentiates the costs at the relaxed sample, but the {kind} cost {opaque[0].name!r} "
+                f"downstream of {name!r} cannot be differentiated. Use an estimator that only needs its value "
+                f"for {name!r}, e.g. estimator={{'default': {est!r}, {name!r}: 'disarm'}} or 'reinforce'")
     return relax(graph, sites)
 
 
