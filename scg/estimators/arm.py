@@ -17,6 +17,8 @@ realised costs of the surrogate (as for every estimator). Black-box and external
 cannot be re-evaluated: the site gets a score-function term for them (per (node, cost)
 pair, Schulman et al. 2015), with the configured baseline.
 
+Categorical units: by stick-breaking into binary stop decisions (``stick_breaking``).
+
 Exact check (one unit, ``phi = 0``, ``f = (b - 0.45)^2``): DisARM is the constant
 ``(f1 - f0)/4 = 0.025``, ARM has variance ``(f1 - f0)^2/48``.
 """
@@ -24,7 +26,7 @@ Exact check (one unit, ``phi = 0``, ``f = (b - 0.45)^2``): DisARM is the constan
 from __future__ import annotations
 
 from scg.errors import EstimatorError
-from scg.estimators import coupled
+from scg.estimators import coupled, stick_breaking
 from scg.estimators.base import SurrogateBuilder, describe_costs
 from scg.ir.ops import Op
 from scg.passes.dependencies import SiteInfo
@@ -32,10 +34,13 @@ from scg.passes.dependencies import SiteInfo
 
 def _derive(b: SurrogateBuilder, info: SiteInfo, kind: str) -> None:
     u = info.node
-    if u.op is not Op.BERNOULLI:
-        raise EstimatorError(f"{kind} applies to Bernoulli nodes only; {u.label()} is a {u.op.pretty} node")
+    if u.op not in (Op.BERNOULLI, Op.CATEGORICAL):
+        raise EstimatorError(f"{kind} applies to discrete nodes only; {u.label()} is a {u.op.pretty} node")
     white, opaque = coupled.reevaluable(info)
-    if white:
+    if white and u.op is Op.CATEGORICAL:
+        note = f"{kind} for {info.name}: stick-breaking pair from v and 1-v; f = {describe_costs(white)} re-evaluated"
+        stick_breaking.derive(b, info, white, kind, note)
+    elif white:
         note = f"{kind} for {info.name}: pair 1[u < s], 1[1-u < s]; f = {describe_costs(white)} re-evaluated"
         noise = coupled.site_uniform(b, u, note)
         s, partner = coupled.antithetic(b, u, noise, note)

@@ -1,8 +1,7 @@
 """Compile-time rules of the coupled and relaxed estimators: applicability, options, objective, bias.
 
 ``check`` runs before any derivation and refuses, naming the node and the reason:
-ARM/DisARM on a non-Bernoulli node (categorical DisARM by stick-breaking is not built
-yet), ``"vimco"`` without ``objective="iwae"``, any other score-function estimator under
+ARM/DisARM on a continuous node, ``"vimco"`` without ``objective="iwae"``, any other score-function estimator under
 ``objective="iwae"``, unknown or unused option keys and bad option values.
 ``relax_sites`` applies the relaxation pass (``relaxed.relax``) to the Concrete and
 straight-through Gumbel nodes. ``unbiased`` / ``warn_biased`` say which estimators are
@@ -48,11 +47,10 @@ def check(model: Graph, assignment: Mapping[str, str], objective: str, options) 
     samples = model.samples
     for name, est in assignment.items():
         node = samples[name]
-        if est in COUPLED and node.op is not Op.BERNOULLI:
+        if est in COUPLED and node.op not in (Op.BERNOULLI, Op.CATEGORICAL):
             raise EstimatorError(
                 f"{est} cannot apply to node {name!r}: it is a {node.op.pretty} node, and {est} is built for "
-                f"Bernoulli units (categorical DisARM by stick-breaking is not implemented yet). Use e.g. "
-                f"estimator={{'default': {est!r}, {name!r}: 'reinforce'}}")
+                f"discrete units. Use e.g. estimator={{'default': {est!r}, {name!r}: 'scg'}}")
         if est == "vimco" and objective != "iwae":
             raise EstimatorError(
                 f"vimco (node {name!r}) estimates the gradient of the K-sample objective: compile with "

@@ -1,7 +1,6 @@
 """ARM, DisARM and VIMCO against exact oracles: unbiasedness, exact variances, backend parity.
 
-* unbiasedness: every estimator-suite graph (categorical nodes, which ARM/DisARM refuse,
-  get REINFORCE in a per-node dict), numpy and numba, against ``scg.exact`` (VIMCO: the
+* unbiasedness: every estimator-suite graph (categorical units by stick-breaking), numpy and numba, against ``scg.exact`` (VIMCO: the
   exact K-sample objective ``scg.exact(..., objective="iwae", n_samples=K)``);
 * the exact variance oracles of the DisARM paper on one unit at logit 0 with
   ``f = (b - 0.45)^2``: DisARM is the constant 0.025, ARM has variance ``(f1-f0)^2/48``,
@@ -21,13 +20,6 @@ from scg.estimators import coupled, vimco
 from scg.ir.ops import Op
 from tests.estimators.graphs import GRAPHS
 from tests.estimators.oracle import _z, hotelling_p, is_unbiased, max_abs_z
-
-
-def _spec(g, kind):
-    """``kind`` for every Bernoulli node, REINFORCE for the rest (ARM/DisARM refuse categorical units)."""
-    spec = {"default": kind}
-    spec.update({n: "reinforce" for n, node in g.samples.items() if node.op is not Op.BERNOULLI})
-    return spec
 
 
 def _iwae_unbiased(est, ex, params, inputs, k, seed=7):
@@ -52,7 +44,7 @@ def _iwae_unbiased(est, ex, params, inputs, k, seed=7):
 @pytest.mark.parametrize("kind", ["arm", "disarm"])
 def test_coupled_estimators_are_unbiased(kind, graph, backend):
     g, params, inputs = GRAPHS[graph]()
-    est = scg.compile(g, estimator=_spec(g, kind), backend=backend)
+    est = scg.compile(g, estimator=kind, backend=backend)
     assert est.unbiased
     ok, worst = is_unbiased(est, scg.exact(g, params, inputs), params, inputs)
     assert ok, f"{kind} on {graph}: max |z| = {worst:.2f}\n{est.ir}"
@@ -75,6 +67,27 @@ def test_disarm_with_a_mixed_assignment_and_loo_baseline_is_unbiased():
     assert est.assignment == {"h1": "disarm", "h2": "hnca"}
     ok, worst = is_unbiased(est, scg.exact(g, params, inputs), params, inputs)
     assert ok, worst
+
+
+def _one_categorical():
+    g = scg.Graph("cat")
+    with g:
+        logits = scg.param("l", shape=(4,))
+        a = scg.sample("a", scg.Categorical(logits=logits))
+        scg.cost("c", scg.square(scg.to_float(a) - 1.3))
+    return g, {"l": np.array([0.3, -0.5, 1.0, 0.1])}
+
+
+@pytest.mark.parametrize("kind", ["arm", "disarm"])
+def test_stick_breaking_on_one_categorical_is_unbiased_and_beats_reinforce(kind):
+    g, params = _one_categorical()
+    ex = scg.exact(g, params, {})
+    est = scg.compile(g, estimator=kind)
+    ok, worst = is_unbiased(est, ex, params, {}, n_calls=60, n_samples=200)
+    assert ok, worst
+    var = {k: np.stack([scg.compile(g, estimator=k)(params, {}, seed=s).grads["l"] for s in range(600)]).var(0).sum()
+           for k in (kind, "reinforce")}
+    assert var[kind] < 0.6 * var["reinforce"], var
 
 
 # -- exact variance oracles (DisARM paper, one unit at logit 0) -------------------------------
@@ -136,8 +149,8 @@ def test_disarm_variance_is_below_arm_component_by_component():
 @pytest.mark.parametrize("kind", ["arm", "disarm", "vimco"])
 def test_numba_parity(kind, graph):
     g, params, inputs = GRAPHS[graph]()
-    spec, kw = (kind, {"objective": "iwae"}) if kind == "vimco" else (_spec(g, kind), {})
-    outs = [scg.compile(g, estimator=spec, backend=b, **kw)(params, inputs, seed=5, n_samples=3)
+    kw = {"objective": "iwae"} if kind == "vimco" else {}
+    outs = [scg.compile(g, estimator=kind, backend=b, **kw)(params, inputs, seed=5, n_samples=3)
             for b in ("numpy", "numba")]
     for name, value in outs[0].samples.items():
         assert np.array_equal(value, outs[1].samples[name]), name

@@ -40,10 +40,12 @@ def test_discrete_only_estimators_refuse_a_normal_node(kind):
 
 
 @pytest.mark.parametrize("kind", ["arm", "disarm"])
-def test_coupled_estimators_refuse_categorical_units_by_name(kind):
+def test_coupled_estimators_print_their_pairs(kind):
     g, _, _ = GRAPHS["bandit"]()
-    with pytest.raises(scg.ScgError, match=r"node 'a': it is a categorical node"):
-        scg.compile(g, estimator=kind)
+    text = str(scg.compile(g, estimator=kind).ir)
+    assert f"# {kind} for h1: pair 1[u < s], 1[1-u < s]" in text
+    assert f"# {kind} for a: stick-breaking pair from v and 1-v" in text
+    assert "noise_uniform[site=h1" in text and "coupled=" in text
 
 
 def test_vimco_needs_the_iwae_objective_and_two_draws():
