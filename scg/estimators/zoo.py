@@ -29,11 +29,10 @@ DEFAULT_TEMPERATURE = 0.5
 OPTIONS = {"temperature": RELAXED}
 
 UNBIASED_FOR = {
-    "concrete": "the relaxed objective E[f(z)], z the Concrete relaxation of the sample at temperature {tau:g} "
-                "(Maddison et al. 2017), not E[f(b)]",
-    "gumbel_st": "neither E[f(b)] nor the relaxed objective in general: forward uses the discrete sample, backward "
-                 "the Concrete gradient at temperature {tau:g}; for costs affine in the sample it is unbiased for the "
-                 "relaxed objective E[f(z)]",
+    "concrete": "it is unbiased for the relaxed objective E[f(z)], z the Concrete relaxation of the sample at "
+                "temperature {tau:g} (Maddison et al. 2017), not for E[f(b)]",
+    "gumbel_st": "forward it uses the discrete sample, backward the Concrete gradient at temperature {tau:g}; it is "
+                 "unbiased for the relaxed objective E[f(z)] only when the costs are affine in the sample",
 }
 
 
@@ -105,8 +104,8 @@ def warn_biased(assignment: Mapping[str, str], opts: Mapping) -> None:
         names = [n for n, e in assignment.items() if e == est]
         if names:
             what = UNBIASED_FOR[est].format(tau=opts["temperature"])
-            warnings.warn(ScgWarning(f"{est} (nodes {', '.join(map(repr, names))}) is biased for the gradient of "
-                                     f"E[sum of costs]: it is unbiased for {what}"), stacklevel=5)
+            warnings.warn(ScgWarning(f"{est} (nodes {', '.join(map(repr, names))}) is a biased estimate of the "
+                                     f"gradient of E[sum of costs]: {what}"), stacklevel=5)
 
 
 def no_rule(builder, info) -> None:

@@ -214,3 +214,16 @@ def test_exact_iwae_refuses_too_many_tuples_and_bad_input():
         scg.exact(g, params, inputs, objective="iwae", n_samples=0)
     with pytest.raises(scg.ScgError, match=r"unknown objective"):
         scg.exact(g, params, inputs, objective="elbo")
+
+
+def test_cli_inspects_the_zoo(capsys):
+    from scg import cli
+
+    assert cli.main(["inspect", "examples/rebar_toy.py", "-e", "vimco", "--objective", "iwae"]) == 0
+    assert "# vimco for b: learning signal" in capsys.readouterr().out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scg.ScgWarning)
+        assert cli.main(["inspect", "examples/rebar_toy.py", "-e", "concrete", "--temperature", "0.2"]) == 0
+    assert "# concrete for b (temperature 0.2)" in capsys.readouterr().out
+    assert cli.main(["inspect", "examples/rebar_toy.py", "-e", "vimco"]) == 1
+    assert "objective='iwae'" in capsys.readouterr().err
