@@ -227,3 +227,23 @@ def test_cli_inspects_the_zoo(capsys):
     assert "# concrete for b (temperature 0.2)" in capsys.readouterr().out
     assert cli.main(["inspect", "examples/rebar_toy.py", "-e", "vimco"]) == 1
     assert "objective='iwae'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["arm", "disarm", "vimco", "concrete", "gumbel_st"])
+def test_zoo_ir_golden(kind):
+    """Golden text (rewrite with SCG_UPDATE_GOLDEN=1): the coin under each zoo estimator."""
+    from tests.ir.test_printer import check_golden
+
+    g, _, _ = GRAPHS["coin"]()
+    kw = {"objective": "iwae"} if kind == "vimco" else {}
+    check_golden(f"estimator_coin_{kind}", str(_compile_quiet(g, kind, **kw).ir))
+
+
+def test_disarm_two_layers_ir_golden():
+    """The coupled copy of the layer below: ``bernoulli[site=h2, coupled=...]`` re-drawn from h2's noise."""
+    from tests.ir.test_printer import check_golden
+
+    g, _, _ = GRAPHS["two_layers"]()
+    text = str(scg.compile(g, "disarm").ir)
+    assert 'bernoulli[site=h2, coupled="h2 re-drawn for h1"]' in text
+    check_golden("estimator_two_layers_disarm", text)
