@@ -56,9 +56,14 @@ def test_vimco_needs_the_iwae_objective_and_two_draws():
         scg.compile(g, estimator={"default": "vimco", "h1": "hnca"}, objective="iwae")
     with pytest.raises(scg.ScgError, match=r"unknown objective 'elbo'"):
         scg.compile(g, estimator="reinforce", objective="elbo")
+    with pytest.raises(scg.ScgError, match=r"estimator 'vimco' with objective='iwae'.*n_samples=K >= 2"):
+        scg.compile(g, estimator="vimco", objective="iwae", n_samples=1)
     est = scg.compile(g, estimator="vimco", objective="iwae")
     with pytest.raises(scg.ScgError, match=r"n_samples=K >= 2"):
-        est(params, inputs, seed=0)
+        est(params, inputs, seed=0)  # no K given anywhere
+    assert scg.compile(g, estimator="vimco", objective="iwae", n_samples=4)(params, inputs).n_samples == 4
+    with pytest.raises(scg.ScgError, match=r"n_samples=K >= 2"):
+        est(params, inputs, seed=0, n_samples=1)
     with pytest.raises(scg.ScgError, match=r"n_samples=K >= 2"):
         est.sample(params, inputs, seed=0, n_samples=1)
     assert est.unbiased and est(params, inputs, seed=0, n_samples=2).objective is not None
