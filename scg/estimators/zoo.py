@@ -2,7 +2,7 @@
 
 ``check`` runs before any derivation and refuses, naming the node and the reason:
 ARM/DisARM on a continuous node, ``"vimco"`` without ``objective="iwae"``, any other score-function estimator under
-``objective="iwae"``, unknown or unused option keys and bad option values.
+``objective="iwae"``, unknown option keys and bad option values (a known key no node reads only warns).
 ``relax_sites`` applies the relaxation pass (``relaxed.relax``) to the Concrete and
 straight-through Gumbel nodes. ``unbiased`` / ``warn_biased`` say which estimators are
 unbiased for ``J`` and what the biased ones are unbiased for.
@@ -70,9 +70,10 @@ def _options(options, used: set[str]) -> dict:
         if key not in OPTIONS:
             known = ", ".join(f"{k!r} ({'/'.join(v)})" for k, v in OPTIONS.items())
             raise EstimatorError(f"unknown option {key!r}; known options: {known}")
-        if not used & set(OPTIONS[key]):
-            raise EstimatorError(f"option {key!r} is read by {', '.join(OPTIONS[key])}, and no node uses them "
-                                 f"(estimators in use: {', '.join(sorted(used))})")
+        if not used & set(OPTIONS[key]):  # legal (one options dict for a sweep over estimators), but say so
+            warnings.warn(ScgWarning(f"option {key!r} is read by {', '.join(OPTIONS[key])}, and no node uses them "
+                                     f"(estimators in use: {', '.join(sorted(used))}): it has no effect"),
+                          stacklevel=6)
     tau = options.get("temperature", DEFAULT_TEMPERATURE)
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau <= 0:
         raise EstimatorError(f"option 'temperature' must be a positive finite number, got {tau!r}")
