@@ -20,27 +20,79 @@ graph coin(; phi:f64[]) {
 }
 """
 
-from scg.dsl.builders import cost, external_cost, input, param, sample  # noqa: A004
+from scg import datasets, diagnostics, optim, training
+from scg.compiled import compile
+from scg.dsl.builders import cost, external_cost, input, param, sample
 from scg.dsl.distributions import Bernoulli, Categorical, Normal
 from scg.dsl.math import (
-    equal, exp, greater, log, log_sigmoid, log_softmax, logsumexp, matmul, mean, one_hot, relu,
-    sigmoid, softmax, softplus, sqrt, square, stop_gradient, sum, take, tanh, to_float, where,
+    equal,
+    exp,
+    greater,
+    log,
+    log_sigmoid,
+    log_softmax,
+    logsumexp,
+    matmul,
+    mean,
+    one_hot,
+    relu,
+    sigmoid,
+    softmax,
+    softplus,
+    sqrt,
+    square,
+    stop_gradient,
+    sum,
+    take,
+    tanh,
+    to_float,
+    where,
 )
 from scg.dsl.model import Graph
 from scg.dsl.value import Value
 from scg.errors import ScgError, ScgWarning
 from scg.exact import exact
-from scg.compiled import compile  # noqa: A004
-from scg import diagnostics
-from scg import datasets, optim, training
 from scg.training import train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Bernoulli", "Categorical", "compile", "diagnostics", "exact", "Graph", "Normal", "ScgError", "ScgWarning", "Value", "cost",
-    "equal", "exp", "external_cost", "greater", "input", "log", "log_sigmoid", "log_softmax",
-    "logsumexp", "matmul", "mean", "one_hot", "param", "relu", "sample", "sigmoid", "softmax",
-    "softplus", "sqrt", "square", "stop_gradient", "sum", "take", "tanh", "to_float", "where",
+    "Bernoulli",
+    "Categorical",
+    "Graph",
+    "Normal",
+    "ScgError",
+    "ScgWarning",
+    "Value",
+    "compile",
+    "cost",
+    "diagnostics",
+    "equal",
+    "exact",
+    "exp",
+    "external_cost",
+    "greater",
+    "input",
+    "log",
+    "log_sigmoid",
+    "log_softmax",
+    "logsumexp",
+    "matmul",
+    "mean",
+    "one_hot",
+    "param",
+    "relu",
+    "sample",
+    "sigmoid",
+    "softmax",
+    "softplus",
+    "sqrt",
+    "square",
+    "stop_gradient",
+    "sum",
+    "take",
+    "tanh",
+    "to_float",
+    "where",
 ]
 __all__ += ["datasets", "optim", "train", "training"]

@@ -20,7 +20,7 @@ import numpy as np
 
 from scg.backends.numpy_ref import evaluate
 from scg.errors import ExactError
-from scg.estimators.base import DENSITY_OF
+from scg.ir.distributions import DENSITY_OF, distribution_of
 from scg.ir.graph import Graph
 from scg.ir.node import Node
 from scg.ir.ops import STOCHASTIC_OPS, Op
@@ -40,10 +40,9 @@ class ExactResult:
 
 
 def _site_values(node: Node) -> list:
-    if node.op is Op.BERNOULLI:
-        return [0.0, 1.0]
-    if node.op is Op.CATEGORICAL:
-        return list(range(node.inputs[0].shape[-1]))
+    dist = distribution_of(node)
+    if dist.discrete:
+        return dist.values(dist.n_values(node))
     raise ExactError(
         f"scg.exact enumerates discrete graphs only; {node.label()} is a {node.op.pretty} node "
         "(continuous). Estimate with many samples instead, e.g. scg.diagnostics.gradient_stats")

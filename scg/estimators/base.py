@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from scg.errors import EstimatorError
+from scg.ir.distributions import DENSITY_OF
 from scg.ir.graph import Graph
 from scg.ir.node import Node
 from scg.ir.ops import Op
@@ -20,7 +21,6 @@ from scg.ir.types import F64
 from scg.passes.dependencies import Dependencies, SiteInfo
 
 BASELINES = (None, "ema", "loo")
-DENSITY_OF = {Op.BERNOULLI: Op.BERNOULLI_LOGP, Op.CATEGORICAL: Op.CATEGORICAL_LOGP, Op.NORMAL: Op.NORMAL_LOGP}
 
 
 class SurrogateBuilder:

@@ -17,13 +17,15 @@ Three ways, cheapest first, each emitting IR (never Python closures):
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
 from scg.errors import EstimatorError
 from scg.ir.graph import Graph
 from scg.ir.node import Node
 from scg.ir.ops import STOCHASTIC_OPS, Kind, Op
-from scg.passes.rewrite import between, replay
+from scg.passes.rewrite import nodes_between, replay
 
 MAX_UNROLLED = 64  # counterfactual copies allowed per target in the fallback
 ELEMENTWISE = (Kind.UNARY, Kind.BINARY, Kind.TERNARY)
@@ -31,17 +33,40 @@ ELEMENTWISE_OPS = frozenset({Op.BERNOULLI_LOGP, Op.NORMAL_LOGP})  # densities el
 
 
 def depends_on(u: Node, x: Node) -> bool:
-    """Whether ``x`` depends on ``u`` through deterministic ops only."""
-    stack, seen = [x], set()
+    """Whether ``x`` depends on ``u`` through deterministic ops only.
+
+    Memoised per ``u`` (nodes are immutable, so an answer never changes): HNCA asks
+    this for every node of every cost, which made its derivation quadratic in the
+    width of a sum of samples.
+    """
+    memo = _DEPENDS.get(u.uid)
+    if memo is None:
+        memo = _DEPENDS[u.uid] = {u.uid: True}
+        while len(_DEPENDS) > _DEPENDS_KEEP:
+            _DEPENDS.popitem(last=False)
+    if x.uid in memo:
+        return memo[x.uid]
+    stack = [x]
     while stack:
-        n = stack.pop()
-        if n is u:
-            return True
-        if id(n) in seen or n.op in STOCHASTIC_OPS:
+        n = stack[-1]
+        if n.uid in memo:
+            stack.pop()
             continue
-        seen.add(id(n))
-        stack.extend(n.inputs)
-    return False
+        if n.op in STOCHASTIC_OPS:
+            memo[n.uid] = False
+            stack.pop()
+            continue
+        pending = [i for i in n.inputs if i.uid not in memo]
+        if pending:
+            stack.extend(pending)
+            continue
+        memo[n.uid] = any(memo[i.uid] for i in n.inputs)
+        stack.pop()
+    return memo[x.uid]
+
+
+_DEPENDS: OrderedDict[int, dict[int, bool]] = OrderedDict()
+_DEPENDS_KEEP = 1024  # units whose answers are kept
 
 
 def affine_weight(u: Node, logits: Node) -> tuple[Node, int] | None:
@@ -53,7 +78,8 @@ def affine_weight(u: Node, logits: Node) -> tuple[Node, int] | None:
     while True:
         if node.op is Op.MATMUL:
             x, w = node.inputs
-            enc_ok = x is u or (x.op is Op.ONE_HOT and x.inputs[0] is u and u.shape == ())
+            enc_ok = x is u or (x.op is Op.ONE_HOT and x.inputs[0] is u and u.shape == ()
+                                and x.attrs["depth"] == u.inputs[0].shape[-1])
             if enc_ok and not w.batched and len(w.shape) == 2 and not depends_on(u, w) and len(x.shape) == 1:
                 return w, sign
             return None
@@ -95,10 +121,10 @@ def const(graph: Graph, value: float, dtype: str = "f64") -> Node:
 
 def unrolled(graph: Graph, u: Node, values: list[Node], targets: list[Node], note: str) -> list[list[Node]]:
     """``targets`` recomputed with ``u`` replaced by each of ``values`` (copies of the subgraph)."""
-    only = between([u], targets)
+    region = nodes_between([u], targets)
     out = []
     for v in values:
-        subst = replay(graph, list(graph.nodes), {id(u): v}, only=only, note=note)
+        subst = replay(graph, region, {id(u): v}, note=note)
         out.append([subst.get(id(t), t) for t in targets])
     return out
 
@@ -154,7 +180,58 @@ def const_vector(graph: Graph, k: int, hot: int) -> Node:
     return graph.add(Op.CONST, (), {"value": m, "dtype": "f64", "shape": (k,), "batched": False})
 
 
-def aggregated_flips(graph: Graph, u: Node, cost: Node, note: str) -> tuple[Node, Node] | None:
+class Chains:
+    """Sole consumers of the model's nodes, and memoised additive chains above them.
+
+    For a unit whose only route to a cost is ``E -> sum -> (adds/subs/negations) ->
+    F -> cost`` this finds the aggregate, the top of the additive chain and ``F``'s
+    nodes by walking up sole consumers, with the chain climb shared by all units:
+    on ``s0.sum() + ... + s{N-1}.sum()`` the whole derivation stays linear in N.
+    """
+
+    def __init__(self, model_nodes):
+        users: dict[int, list[Node]] = {}
+        for n in model_nodes:
+            for x in set(n.inputs):
+                users.setdefault(x.uid, []).append(n)
+        self.sole = {uid: us[0] for uid, us in users.items() if len(us) == 1}
+        self.climbed: dict[int, tuple[Node, int]] = {}   # uid -> (top of its additive chain, sign)
+
+    def climb(self, n: Node) -> tuple[Node, int]:
+        path, sign = [], 1
+        while n.uid not in self.climbed:
+            up = self.sole.get(n.uid)
+            if up is None or up.shape != () or up.op not in (Op.ADD, Op.SUB, Op.NEG):
+                self.climbed[n.uid] = (n, 1)
+                break
+            path.append((n, -1 if up.op is Op.NEG or (up.op is Op.SUB and up.inputs[1] is n) else 1))
+            n = up
+        top, sign = self.climbed[n.uid]
+        for node, step in reversed(path):
+            sign *= step
+            self.climbed[node.uid] = (top, sign)
+        return self.climbed[path[0][0].uid] if path else (top, sign)
+
+    def route(self, u: Node, cost: Node) -> tuple[Node, tuple[Node, int, list[Node]]] | None:
+        """``(aggregate, (top, sign, above))`` when ``u`` reaches ``cost`` along sole consumers."""
+        n = u
+        while not (n.op is Op.SUM and n.shape == ()):
+            n = self.sole.get(n.uid)
+            if n is None or n.op.kind not in (*ELEMENTWISE, Kind.REDUCE, Kind.DENSITY, Kind.STRUCTURAL):
+                return None
+        agg = n
+        top, sign = self.climb(agg)
+        above, n = [], top
+        while n is not cost.inputs[0]:
+            n = self.sole.get(n.uid)
+            if n is None or n.shape != () or n.op.kind not in ELEMENTWISE:
+                return None
+            above.append(n)
+        return agg, (top, sign, above)
+
+
+def aggregated_flips(graph: Graph, u: Node, cost: Node, note: str,
+                     chains: Chains | None = None) -> tuple[Node, Node] | None:
     """Closed-form (c(u_i:=0), c(u_i:=1)) vectors for ``cost = F(sum(E_1), sum(E_2), ...)``, or None.
 
     Walks from the cost through per-row-scalar elementwise ops to the full SUMs
@@ -164,7 +241,8 @@ def aggregated_flips(graph: Graph, u: Node, cost: Node, note: str) -> tuple[Node
     (a decoder likelihood). ``F`` is then replayed on the flipped aggregates,
     which are vectors over units, by broadcasting. This covers an ELBO.
     """
-    aggregates = _aggregates(u, cost.inputs[0])
+    fast = chains.route(u, cost) if chains is not None else None
+    aggregates = [fast[0]] if fast is not None else _aggregates(u, cost.inputs[0])
     if not aggregates:
         return None
     zero, one = const(graph, 0.0), const(graph, 1.0)
@@ -174,11 +252,61 @@ def aggregated_flips(graph: Graph, u: Node, cost: Node, note: str) -> tuple[Node
         if vecs is None:
             return None
         flipped[id(agg)] = vecs
-    only = between(aggregates, [cost])
+    if len(aggregates) == 1:
+        chain = fast[1] if fast is not None else _additive_chain(u, cost.inputs[0], aggregates[0])
+        if chain is not None:
+            return _shift_chain(graph, aggregates[0], flipped[id(aggregates[0])], chain, cost, note)
+    region = nodes_between(aggregates, [cost])
     outs = []
     for v in range(2):
-        subst = replay(graph, list(graph.nodes), {k: vecs[v] for k, vecs in flipped.items()}, only=only, note=note)
+        subst = replay(graph, region, {k: vecs[v] for k, vecs in flipped.items()}, note=note)
         outs.append(subst[id(cost)])
+    return outs[0], outs[1]
+
+
+def _additive_chain(u: Node, root: Node, agg: Node) -> tuple[Node, int, list[Node]] | None:
+    """``(top, sign, above)``: ``top = ... + sign * agg`` through adds, subs and negations only,
+    with ``above`` the nodes from ``top`` (excluded) up to ``root`` that see ``u`` through it.
+
+    A flipped aggregate then shifts ``top`` by ``sign * (agg' - agg)`` and only ``above`` is
+    replayed: on ``s0.sum() + ... + s{N-1}.sum()`` each unit costs O(1) new nodes, not O(N).
+    """
+    path, n = [root], root
+    while n is not agg:
+        seeing = [x for x in n.inputs if depends_on(u, x)]
+        if len(seeing) != 1:
+            return None
+        n = seeing[0]
+        path.append(n)
+    top, sign = len(path) - 1, 1
+    for j in range(len(path) - 2, -1, -1):
+        node, below = path[j], path[j + 1]
+        if node.op is Op.ADD:
+            step = 1
+        elif node.op is Op.SUB:
+            step = -1 if node.inputs[1] is below else 1
+        elif node.op is Op.NEG:
+            step = -1
+        else:
+            break
+        sign, top = sign * step, j
+    return path[top], sign, list(reversed(path[:top]))
+
+
+def _shift_chain(graph: Graph, agg: Node, vecs: list[Node], chain, cost: Node, note: str) -> tuple[Node, Node]:
+    top, sign, above = chain
+    outs = []
+    for vec in vecs:
+        if top is agg:  # no additive chain above the aggregate
+            subst = replay(graph, above, {id(top): vec}, note=note)
+            outs.append(subst.get(id(cost.inputs[0]), vec))
+            continue
+        shift = graph.add(Op.SUB, (vec, agg), note=note)
+        if sign < 0:
+            shift = graph.add(Op.NEG, (shift,), note=note)
+        moved = graph.add(Op.ADD, (top, shift), note=note)
+        subst = replay(graph, above, {id(top): moved}, note=note)
+        outs.append(subst.get(id(cost.inputs[0]), moved))
     return outs[0], outs[1]
 
 
@@ -208,18 +336,20 @@ def _flip_aggregate(graph: Graph, u: Node, agg: Node, values: tuple[Node, Node],
         if found is None or u.op is not Op.BERNOULLI or len(u.shape) != 1 or expr.shape != expr.inputs[0].shape:
             return None
         w = signed(graph, found[0], found[1], note)
-        delta = graph.add(Op.HNCA_AFFINE_DELTA, (u, w, expr.inputs[0], expr.inputs[1]), {"child": "bernoulli"},
-                          note=note)
+        logits, observed = expr.inputs
+        if observed.shape != logits.shape or not observed.batched:  # e.g. log_prob(1.0): one value for all
+            observed = graph.add(Op.BROADCAST_TO, (observed,), {"shape": logits.shape, "batched": True}, note=note)
+        delta = graph.add(Op.HNCA_AFFINE_DELTA, (u, w, logits, observed), {"child": "bernoulli"}, note=note)
         # sum(E) with u_i := v equals agg + (v - u_i) * delta_i
         return [graph.add(Op.ADD, (agg, graph.add(Op.MUL, (graph.add(Op.SUB, (v, u), note=note), delta),
                                                   note=note)), note=note) for v in values]
     if not _elementwise_in(u, expr):
         return None
-    only = between([u], [expr])
+    region = nodes_between([u], [expr])
     out = []
     for v in values:
         full = graph.add(Op.BROADCAST_TO, (v,), {"shape": u.shape, "batched": True}, note=note)
-        e_v = replay(graph, list(graph.nodes), {id(u): full}, only=only, note=note).get(id(expr), full)
+        e_v = replay(graph, region, {id(u): full}, note=note).get(id(expr), full)
         # sum(E) with u_i := v equals agg - E_i + E_v,i
         out.append(graph.add(Op.ADD, (agg, graph.add(Op.SUB, (e_v, expr), note=note)), note=note))
     return out

@@ -3,6 +3,8 @@
 Straight-line stages, each a pure function, verified after each with
 ``SCG_CHECKS=1`` and printable with ``SCG_DUMP=after:<stage>``:
 
+0. ``route``: which (Normal node, cost) pairs get pathwise credit, which a score term
+   (:mod:`scg.estimators.routing`); graphs with no unbiased estimate are refused;
 1. ``reparameterise``: Normal nodes served pathwise become ``loc + scale * eps``;
 2. ``analyse``: downstream costs, direct costs, children of every sample;
 3. ``surrogate``: each sample's estimator adds its terms (provenance-noted);
@@ -20,10 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from scg.errors import ScgWarning
-from scg.estimators import vimco, zoo
+from scg.estimators import score_function, vimco, zoo
 from scg.estimators.base import SurrogateBuilder
 from scg.estimators.pathwise import reparameterise
 from scg.estimators.registry import SITE_RULES, assign
+from scg.estimators.routing import route
 from scg.ir.graph import Graph
 from scg.ir.node import Node
 from scg.ir.ops import Op
@@ -45,9 +48,12 @@ class Derived:
 
 def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: str | None = None,
            objective: str = "mean", options: Mapping | None = None) -> Derived:
-    assignment = assign(model, estimator)
-    opts = zoo.check(model, assignment, objective, options)
-    zoo.warn_biased(assignment, opts)
+    assigned = assign(model, estimator)
+    opts = zoo.check(model, assigned, objective, options)
+    zoo.warn_biased(assigned, opts)
+    routing = route(model, assigned)
+    zoo.check_routing(routing, objective)
+    assignment = routing.assignment
     label = estimator if isinstance(estimator, str) else "mixed"
     pathwise = {n for n, e in assignment.items() if e == "pathwise"}
     graph, rewritten = reparameterise(model, pathwise)
@@ -61,7 +67,13 @@ def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: s
     builder = SurrogateBuilder(work, deps, baseline)
     builder.cache["objective"] = objective
     for name, info in deps.sites.items():
-        SITE_RULES[assignment[name]](builder, info)
+        if name in routing.reasons:
+            score_function.derive_site(builder, info, label=f"score function (not pathwise: {routing.reasons[name]})")
+        else:
+            SITE_RULES[assignment[name]](builder, info)
+    costs_by_name = {c.name: c for c in deps.costs}
+    for name, opaque in routing.score_costs.items():
+        score_function.derive_opaque_part(builder, rewritten[name], tuple(costs_by_name[c] for c in opaque))
     graph = maybe_verify(builder.graph, "surrogate")
 
     note = "surrogate loss"

@@ -106,7 +106,10 @@ def _bernoulli(b: SurrogateBuilder, info: SiteInfo) -> None:
         credit = b.add(Op.MUL, b.add(Op.SUB, q1, sigma, note=note), r, note=note)
     for cost in info.direct_costs:
         cnote = f"{note} (f-HNCA, cost {cost.name})"
-        c0, c1 = cf.aggregated_flips(g, u, cost, cnote) or cf.bernoulli_flips(g, u, [cost], cnote)[0]
+        if "hnca_chains" not in b.cache:
+            b.cache["hnca_chains"] = cf.Chains(b.model_nodes)
+        chains = b.cache["hnca_chains"]
+        c0, c1 = cf.aggregated_flips(g, u, cost, cnote, chains) or cf.bernoulli_flips(g, u, [cost], cnote)[0]
         w1 = q1 if _sees_descendants(b, info, cost) else sigma
         # sum_v w(v) (v - sigma) c(v) = w1 (1 - sigma) c1 - (1 - w1) sigma c0
         one = b.const(1.0)

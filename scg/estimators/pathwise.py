@@ -16,7 +16,11 @@ from scg.passes.rewrite import replay
 
 
 def reparameterise(graph: Graph, sites: set[str]) -> tuple[Graph, dict[str, Node]]:
-    """Rewrite the Normal samples named in ``sites``; return the graph and their new nodes."""
+    """Rewrite the Normal samples named in ``sites``; return the graph and their new nodes.
+
+    A rewritten node keeps its distribution's parameters reachable as ``z.inputs[0]``
+    (``loc``) and ``z.inputs[1].inputs[0]`` (``scale``): :func:`density_inputs`.
+    """
     out = Graph(graph.name)
     rewritten: dict[str, Node] = {}
 
@@ -35,3 +39,9 @@ def reparameterise(graph: Graph, sites: set[str]) -> tuple[Graph, dict[str, Node
     subst = replay(out, graph.nodes, {}, hook=hook, fresh=True)
     out.outputs = {k: subst.get(id(v), v) for k, v in graph.outputs.items()}
     return out, rewritten
+
+
+def density_inputs(z: Node) -> tuple[Node, Node]:
+    """``(loc, scale)`` of a node made by :func:`reparameterise`."""
+    loc, scaled = z.inputs
+    return loc, scaled.inputs[0]

@@ -14,6 +14,9 @@ Assumption: ``p(w | DEPS_w)`` is differentiable in theta; ``w`` itself is not.
 from __future__ import annotations
 
 from scg.estimators.base import SurrogateBuilder, describe_costs
+from scg.estimators.pathwise import density_inputs
+from scg.ir.node import Node
+from scg.ir.ops import Op
 from scg.passes.dependencies import SiteInfo
 
 
@@ -25,3 +28,18 @@ def derive_site(builder: SurrogateBuilder, info: SiteInfo, label: str = "reinfor
         note += f", baseline {builder.baseline_kind}"
     q = builder.qhat(info, note=note)
     builder.score_term(info, builder.centered(info, q, note), note)
+
+
+def derive_opaque_part(builder: SurrogateBuilder, z: Node, costs: tuple[Node, ...]) -> None:
+    """Score term of a pathwise node ``z`` for the opaque costs its pathwise route cannot reach.
+
+    ``log N(sg(z); loc, scale) * sg(sum(costs) - b)``: the value is held (the pathwise
+    route already differentiates it for the white costs), only the density's
+    parameters move, so the two routes credit disjoint sets of costs.
+    """
+    note = f"score function for {z.name}: Qhat = {describe_costs(costs)} (opaque: no pathwise route)"
+    info = SiteInfo(z, costs, costs, (), ())
+    weight = builder.centered(info, builder.qhat(info, note=note), note)
+    loc, scale = density_inputs(z)
+    lp = builder.row_total(builder.add(Op.NORMAL_LOGP, loc, scale, builder.sg(z, note=note), note=note), note=note)
+    builder.terms.append(builder.add(Op.MUL, lp, builder.sg(weight, note=note), note=note))

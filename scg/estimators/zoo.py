@@ -61,6 +61,20 @@ def check(model: Graph, assignment: Mapping[str, str], objective: str, options) 
     return opts
 
 
+def check_routing(routing, objective: str) -> None:
+    """Under ``objective="iwae"`` a Normal node must be served pathwise alone (a score term of the mean
+    objective, which routing adds for opaque costs, would be biased for the K-sample bound)."""
+    if objective != "iwae":
+        return
+    for name, why in routing.reasons.items():
+        raise EstimatorError(f"objective='iwae': the Normal node {name!r} cannot be served pathwise ({why}); name it "
+                             f"for 'vimco' (estimator={{'default': 'vimco', {name!r}: 'vimco'}})")
+    for name, costs in routing.score_costs.items():
+        raise EstimatorError(f"objective='iwae': the Normal node {name!r} reaches the opaque cost(s) "
+                             f"{', '.join(map(repr, costs))}, which need a score term; name it for 'vimco' "
+                             f"(estimator={{'default': 'vimco', {name!r}: 'vimco'}})")
+
+
 def _options(options, used: set[str]) -> dict:
     if options is None:
         options = {}

@@ -118,5 +118,6 @@ class Op(enum.Enum):
 
 
 STOCHASTIC_OPS = frozenset(op for op in Op if op.kind is Kind.STOCHASTIC)
+# kept in sync with scg.ir.distributions (a test checks it); ops.py cannot import the table
 DISCRETE_OPS = frozenset({Op.BERNOULLI, Op.CATEGORICAL})
 REPARAMETERISABLE_OPS = frozenset({Op.NORMAL})

@@ -10,21 +10,42 @@ For every stochastic node ``w`` it finds
 * ``children`` / ``parents``: stochastic nodes whose distribution parameters
   depend on ``w`` through deterministic ops only (the Markov blanket HNCA needs).
 
-External costs are leaves; their ``depends_on`` attribute (sample names, or
-None for all) tells which samples influence them.
+External costs are leaves of the IR; their ``depends_on`` attribute (sample
+names, or None for all) becomes edges of the analysis graph, so they are
+reached like any other cost. The analysis runs on a ``networkx.DiGraph`` of the
+IR (:func:`to_networkx`), which users get too as ``graph.to_networkx()``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+
+import networkx as nx
 
 from scg.ir.graph import Graph
 from scg.ir.node import Node
 from scg.ir.ops import DISCRETE_OPS, REPARAMETERISABLE_OPS, STOCHASTIC_OPS, Op
 
 COST_OPS = (Op.COST, Op.EXTERNAL_COST)
+
+# input positions through which a value's derivative does not carry its influence: the op is
+# piecewise constant (or cut on purpose) in them, so a pathwise derivative along that edge is
+# zero while the expectation may still move (Schulman et al. 2015, sec. 2: pathwise needs
+# differentiable paths)
+NON_SMOOTH_INPUTS: Mapping[Op, frozenset[int]] = MappingProxyType({
+    Op.STEP: frozenset({0}),
+    Op.GREATER: frozenset({0, 1}),
+    Op.EQUAL: frozenset({0, 1}),
+    Op.WHERE: frozenset({0}),
+    Op.STOP_GRADIENT: frozenset({0}),
+})
+
+
+def is_opaque(cost: Node) -> bool:
+    """A cost the estimators may use only through its sampled value."""
+    return cost.op is Op.EXTERNAL_COST or bool(cost.attrs.get("blackbox"))
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,12 @@ class SiteInfo:
     def reparameterisable(self) -> bool:
         return self.node.op in REPARAMETERISABLE_OPS
 
+    def restricted(self, costs: Iterable[Node]) -> SiteInfo:
+        """The same site, seeing only ``costs`` (the others are credited by another route)."""
+        keep = {id(c) for c in costs}
+        return SiteInfo(self.node, tuple(c for c in self.downstream_costs if id(c) in keep),
+                        tuple(c for c in self.direct_costs if id(c) in keep), self.children, self.parents)
+
 
 @dataclass(frozen=True)
 class Dependencies:
@@ -57,57 +84,95 @@ class Dependencies:
         return self.sites[name]
 
 
-def consumers(graph: Graph) -> dict[int, list[Node]]:
-    users: dict[int, list[Node]] = {id(n): [] for n in graph.nodes}
+def named_nodes(graph: Graph) -> dict[str, Node]:
+    """Every named node, including rewritten samples (a pathwise Normal is an ``add`` named like it)."""
+    return {n.name: n for n in graph.nodes if n.name is not None}
+
+
+def to_networkx(graph: Graph) -> nx.DiGraph:
+    """The IR as a ``networkx.DiGraph`` keyed by node uid.
+
+    Node attributes: ``node`` (the IR node), ``op`` (its op name), ``name``. Edge
+    attributes: ``smooth`` (a pathwise derivative along the edge carries the
+    influence; False for the inputs in :data:`NON_SMOOTH_INPUTS`) and ``external``
+    (an external cost's declared dependence).
+    """
+    g = nx.DiGraph()
     for n in graph.nodes:
-        for x in n.inputs:
-            users[id(x)].append(n)
-    return users
+        g.add_node(n.uid, node=n, op=n.op.pretty, name=n.name)
+    for n in graph.nodes:
+        rough = NON_SMOOTH_INPUTS.get(n.op, frozenset())
+        for i, x in enumerate(n.inputs):
+            smooth = i not in rough and g.edges.get((x.uid, n.uid), {}).get("smooth", True)
+            g.add_edge(x.uid, n.uid, smooth=smooth, external=False)
+    named = named_nodes(graph)
+    samples = [n for n in graph.nodes if n.op in STOCHASTIC_OPS]
+    for e in graph.nodes:
+        if e.op is not Op.EXTERNAL_COST:
+            continue
+        deps = e.attrs.get("depends_on")
+        sources = samples if deps is None else [named[d] for d in deps if d in named]
+        for s in sources:
+            g.add_edge(s.uid, e.uid, smooth=False, external=True)
+    return g
 
 
-def _reach(start: Node, users: dict[int, list[Node]], stop_at_stochastic: bool) -> list[Node]:
-    """Nodes reachable from ``start`` (excluded); optionally not passing through samples."""
-    seen: dict[int, Node] = {}
-    stack = list(users[id(start)])
+def reach(g: nx.DiGraph, start: int, stop: set[int] | frozenset[int] = frozenset()) -> set[int]:
+    """Uids reachable from ``start`` (excluded), not expanding past the uids in ``stop``."""
+    seen: set[int] = set()
+    stack = list(g.successors(start))
     while stack:
-        n = stack.pop()
-        if id(n) in seen:
+        u = stack.pop()
+        if u in seen:
             continue
-        seen[id(n)] = n
-        if stop_at_stochastic and n.op in STOCHASTIC_OPS:
+        seen.add(u)
+        if u not in stop:
+            stack.extend(g.successors(u))
+    return seen
+
+
+def sources(g: nx.DiGraph, start: int, stop: set[int] | frozenset[int]) -> set[int]:
+    """Uids upstream of ``start`` (excluded), not expanding past the uids in ``stop``."""
+    seen: set[int] = set()
+    stack = list(g.predecessors(start))
+    while stack:
+        u = stack.pop()
+        if u in seen:
             continue
-        stack.extend(users[id(n)])
-    return list(seen.values())
+        seen.add(u)
+        if u not in stop:
+            stack.extend(g.predecessors(u))
+    return seen
 
 
 def analyse(graph: Graph) -> Dependencies:
-    """The dependency analysis of ``graph`` (a pure function of the graph)."""
-    users = consumers(graph)
-    order = {id(n): i for i, n in enumerate(graph.nodes)}
+    """The dependency analysis of ``graph`` (a pure function of the graph).
+
+    Walks upstream from each cost and each sample (not downstream from each sample):
+    graphs have few costs, and a sample's parents are near it, so the analysis stays
+    linear in the graph for a wide sum of many samples.
+    """
+    g = to_networkx(graph)
     samples = [n for n in graph.nodes if n.op in STOCHASTIC_OPS]
-    externals = [n for n in graph.nodes if n.op is Op.EXTERNAL_COST]
+    stochastic = {s.uid for s in samples}
     costs = tuple(n for n in graph.nodes if n.op in COST_OPS)
 
-    full = {id(s): {id(n) for n in _reach(s, users, False)} for s in samples}
-    direct = {id(s): _reach(s, users, True) for s in samples}
-
-    def sort(nodes):
-        return tuple(sorted(nodes, key=lambda n: order[id(n)]))
-
-    sites = {}
+    down: dict[int, list[Node]] = {s.uid: [] for s in samples}
+    near: dict[int, list[Node]] = {s.uid: [] for s in samples}
+    for c in costs:
+        for u in nx.ancestors(g, c.uid) & stochastic:
+            down[u].append(c)
+        for u in sources(g, c.uid, stochastic) & stochastic:
+            near[u].append(c)
+    parents = {s.uid: sources(g, s.uid, stochastic) & stochastic for s in samples}
+    children: dict[int, list[Node]] = {s.uid: [] for s in samples}
     for s in samples:
-        down = [n for n in graph.nodes if id(n) in full[id(s)] and n.op is Op.COST]
-        near = [n for n in direct[id(s)] if n.op is Op.COST]
-        for e in externals:
-            deps = e.attrs.get("depends_on")
-            influenced = deps is None or s.name in deps or any(
-                id(graph[d]) in full[id(s)] for d in deps)
-            if influenced:
-                down.append(e)
-                if deps is None or s.name in deps:
-                    near.append(e)
-        children = [n for n in direct[id(s)] if n.op in STOCHASTIC_OPS]
-        parents = [p for p in samples if p is not s and any(c is s for c in direct[id(p)])]
-        sites[s.name] = SiteInfo(s, sort(down), sort(near), sort(children), sort(parents))
-    return Dependencies(MappingProxyType(sites), costs)
+        for p in parents[s.uid]:
+            children[p].append(s)
 
+    def ordered(nodes) -> tuple[Node, ...]:
+        return tuple(sorted(nodes, key=lambda n: n.uid))
+
+    sites = {s.name: SiteInfo(s, ordered(down[s.uid]), ordered(near[s.uid]), ordered(children[s.uid]),
+                              ordered(g.nodes[p]["node"] for p in parents[s.uid])) for s in samples}
+    return Dependencies(MappingProxyType(sites), costs)

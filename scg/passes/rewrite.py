@@ -89,3 +89,21 @@ def between(sources: Iterable[Node], targets: Iterable[Node]) -> set[int]:
         down.add(id(n))
         stack.extend(users.get(id(n), ()))
     return down
+
+
+def nodes_between(sources: Iterable[Node], targets: Iterable[Node]) -> list[Node]:
+    """The nodes on some path from a source to a target, in topological order.
+
+    What :func:`replay` needs to copy for a counterfactual: walking only these (not the
+    whole, growing graph) keeps a derivation with many counterfactuals linear.
+    """
+    targets = list(targets)
+    ids = between(sources, targets)
+    found: dict[int, Node] = {}
+    stack = list(targets)
+    while stack:
+        n = stack.pop()
+        if id(n) in ids and id(n) not in found:
+            found[id(n)] = n
+            stack.extend(n.inputs)
+    return sorted(found.values(), key=lambda n: n.uid)  # uids grow with creation: a topological order
