@@ -73,8 +73,12 @@ class VarianceTracker:
         return total / max(count, 1)
 
 
-def plot_variance(trackers: Mapping[str, VarianceTracker], path: str, *, title: str = "gradient variance") -> str:
-    """Log-scale variance-over-training curves, one per tracker, written to ``path`` (png/svg/pdf)."""
+def plot_variance(trackers: Mapping[str, VarianceTracker], path: str, *, title: str = "gradient variance",
+                  warmup: int = 10) -> str:
+    """Log-scale variance-over-training curves, one per tracker, written to ``path`` (png/svg/pdf).
+
+    The first ``warmup`` steps are left out: with one or two gradients the EMA variance is ~0.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -82,8 +86,9 @@ def plot_variance(trackers: Mapping[str, VarianceTracker], path: str, *, title: 
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, t in trackers.items():
-        if t.history:
-            steps, values = zip(*t.history, strict=True)
+        points = [(s, v) for s, v in t.history if s > warmup]
+        if points:
+            steps, values = zip(*points, strict=True)
             ax.plot(steps, values, label=label)
     ax.set_yscale("log")
     ax.set_xlabel("training step")
