@@ -45,18 +45,19 @@ def _derive(b: SurrogateBuilder, info: SiteInfo, kind: str) -> None:
         noise = coupled.site_uniform(b, u, note)
         s, partner = coupled.antithetic(b, u, noise, note)
         members = coupled.re_evaluate(b.graph, b.model_nodes, u, partner, white, note)
-        diff = b.add(Op.SUB, b.total(members, note=note), b.total(list(white), note=note), note=note)
+        diff = b.add(Op.SUB, b.total(members, note=note), b.total(list(white), note=note), note=note,
+                     name=f"fdiff.{info.name}")
         if kind == "arm":
-            g = b.add(Op.MUL, diff, b.add(Op.SUB, noise, 0.5, note=note), note=note)
+            g = b.add(Op.MUL, diff, b.add(Op.SUB, noise, 0.5, note=note), note=note, name=f"credit.{info.name}")
         else:
             sign = b.add(Op.SUB, 1.0, b.add(Op.MUL, 2.0, u, note=note), note=note)       # (-1)^{b~}
             differ = b.add(Op.SQUARE, b.add(Op.SUB, partner, u, note=note), note=note)  # 1[b != b~]
             s_abs = b.add(Op.WHERE, b.add(Op.GREATER, u.inputs[0], 0.0, note=note), s,
                           b.add(Op.SUB, 1.0, s, note=note), note=note)                 # sigmoid(|phi|)
             g = b.add(Op.MUL, b.add(Op.MUL, b.add(Op.MUL, b.add(Op.MUL, 0.5, diff, note=note), sign, note=note),
-                                    differ, note=note), s_abs, note=note)
+                                    differ, note=note), s_abs, note=note, name=f"credit.{info.name}")
         term = b.add(Op.MUL, u.inputs[0], b.sg(g, note=note), note=note)
-        b.terms.append(b.row_total(term, note=note))
+        b.add_term(info.name, b.row_total(term, note=note, name=f"term.{info.name}"))
     if opaque:
         note = f"{kind} for {info.name} -> score function for {describe_costs(opaque)} (cannot be re-evaluated)"
         b.score_term(info, b.centered(info, b.qhat(info, opaque, note=note), note), note)

@@ -34,6 +34,7 @@ class SurrogateBuilder:
         self.deps = deps
         self.baseline_kind = baseline
         self.terms: list[Node] = []           # per-row scalar surrogate terms
+        self.site_terms: dict[str, list[Node]] = {}  # the same terms by the site they credit
         self.ema_updates: dict[str, Node] = {}  # state name -> this call's mean Qhat
         self.cache: dict[str, Any] = {}       # per-graph shared pieces (e.g. MuProp's mean field)
 
@@ -47,23 +48,28 @@ class SurrogateBuilder:
         return self.graph.add(Op.CONST, (), {"value": float(value), "dtype": F64, "shape": (),
                                              "batched": False})
 
-    def sg(self, x: Node, note: str | None = None) -> Node:
-        return self.add(Op.STOP_GRADIENT, x, note=note)
+    def sg(self, x: Node, note: str | None = None, name: str | None = None) -> Node:
+        return self.add(Op.STOP_GRADIENT, x, note=note, name=name)
 
-    def row_total(self, x: Node, note: str | None = None) -> Node:
+    def row_total(self, x: Node, note: str | None = None, name: str | None = None) -> Node:
         """Sum over every per-row axis: a per-row scalar."""
         if x.shape == ():
             return x
-        return self.add(Op.SUM, x, axes=tuple(range(len(x.shape))), keepdims=False, note=note)
+        return self.add(Op.SUM, x, axes=tuple(range(len(x.shape))), keepdims=False, note=note, name=name)
 
-    def total(self, nodes: list[Node] | tuple[Node, ...], note: str | None = None) -> Node:
-        """Elementwise sum of per-row scalars (0. when empty)."""
+    def total(self, nodes: list[Node] | tuple[Node, ...], note: str | None = None, name: str | None = None) -> Node:
+        """Elementwise sum of per-row scalars (0. when empty); ``name`` names the last add."""
         if not nodes:
             return self.const(0.0)
         acc = nodes[0]
-        for n in nodes[1:]:
-            acc = self.add(Op.ADD, acc, n, note=note)
+        for i, n in enumerate(nodes[1:], start=2):
+            acc = self.add(Op.ADD, acc, n, note=note, name=name if i == len(nodes) else None)
         return acc
+
+    def add_term(self, site: str, term: Node) -> None:
+        """A per-row surrogate term crediting ``site`` (printed and returned as ``surrogate/<site>``)."""
+        self.terms.append(term)
+        self.site_terms.setdefault(site, []).append(term)
 
     def row_mean(self, x: Node, note: str | None = None) -> Node:
         """Mean over rows (and draws) of a batched per-row scalar: an unbatched scalar."""
@@ -83,7 +89,8 @@ class SurrogateBuilder:
 
     def qhat(self, info: SiteInfo, costs: tuple[Node, ...] | None = None, note: str | None = None) -> Node:
         """Sum of the sampled costs downstream of the site (a per-row scalar)."""
-        return self.total(list(info.downstream_costs if costs is None else costs), note=note)
+        return self.total(list(info.downstream_costs if costs is None else costs), note=note,
+                          name=f"qhat.{info.name}")
 
     def baseline(self, info: SiteInfo, q: Node, note: str | None = None) -> Node | None:
         """A baseline for ``q`` that does not depend on the site's sample, or None."""
@@ -94,17 +101,18 @@ class SurrogateBuilder:
             self.ema_updates[f"ema_{info.name}"] = self.row_mean(q, note=f"EMA update for {info.name}")
             return state
         if self.baseline_kind == "loo":
-            return self.add(Op.LOO_BASELINE, q, note=note)
+            return self.add(Op.LOO_BASELINE, q, note=note, name=f"baseline.{info.name}")
         return None
 
     def score_term(self, info: SiteInfo, weight: Node, note: str) -> None:
         """Add ``sum(log p(w | pa)) * sg(weight)`` (the score-function surrogate)."""
-        lp = self.row_total(self.logp(info.node, note=note), note=note)
-        self.terms.append(self.add(Op.MUL, lp, self.sg(weight, note=note), note=note))
+        lp = self.row_total(self.logp(info.node, note=note), note=note, name=f"logp.{info.name}")
+        self.add_term(info.name, self.add(Op.MUL, lp, self.sg(weight, note=note), note=note,
+                                          name=f"term.{info.name}"))
 
     def centered(self, info: SiteInfo, q: Node, note: str) -> Node:
         b = self.baseline(info, q, note=note)
-        return q if b is None else self.add(Op.SUB, q, b, note=note)
+        return q if b is None else self.add(Op.SUB, q, b, note=note, name=f"centered.{info.name}")
 
 
 def describe_costs(costs: tuple[Node, ...], empty: str = "0") -> str:

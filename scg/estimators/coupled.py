@@ -38,13 +38,14 @@ def reevaluable(info: SiteInfo) -> tuple[tuple[Node, ...], tuple[Node, ...]]:
 def site_uniform(b: SurrogateBuilder, u: Node, note: str) -> Node:
     """The uniform of ``u``'s random stream (per-row shape ``u.shape``)."""
     return b.graph.add(Op.NOISE_UNIFORM, (), {"shape": u.shape, "dtype": F64, "batched": True,
-                                              "site": u.attrs["site"], "sample": u.name}, note=note)
+                                              "site": u.attrs["site"], "sample": u.name}, note=note,
+                       name=f"u.{u.name}")
 
 
 def antithetic(b: SurrogateBuilder, u: Node, noise: Node, note: str) -> tuple[Node, Node]:
     """``(sigmoid(phi), 1[1 - u < sigmoid(phi)])``: the partner of the realised ``1[u < sigmoid(phi)]``."""
     s = b.add(Op.SIGMOID, u.inputs[0], note=note)
-    return s, b.add(Op.GREATER, s, b.add(Op.SUB, 1.0, noise, note=note), note=note)
+    return s, b.add(Op.GREATER, s, b.add(Op.SUB, 1.0, noise, note=note), note=note, name=f"partner.{u.name}")
 
 
 def re_evaluate(graph: Graph, model_nodes: tuple[Node, ...], site: Node, value: Node,

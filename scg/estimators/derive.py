@@ -12,7 +12,9 @@ Straight-line stages, each a pure function, verified after each with
 5. ``simplify``: CSE, DCE and algebraic folding.
 
 The result's outputs: ``cost`` (mean total cost), ``cost/<name>``,
-``sample/<name>``, ``grad/<param>``, ``ema/<node>`` (EMA baseline updates).
+``sample/<name>``, ``grad/<param>``, ``ema/<node>`` (EMA baseline updates) and
+``surrogate/<site>`` (the per-row surrogate terms crediting each site, so every
+site's term stays visible in the printed IR).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+import networkx as nx
 
 from scg.errors import ScgWarning
 from scg.estimators import score_function, vimco, zoo
@@ -104,6 +108,8 @@ def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: s
         outputs[f"grad/{p.name}"] = g
     for name, node in builder.ema_updates.items():
         outputs[f"ema/{name}"] = node
+    for name, terms in builder.site_terms.items():
+        outputs[f"surrogate/{name}"] = builder.total(terms, note=f"surrogate terms crediting {name}")
     graph = builder.graph
     graph.outputs = outputs
     graph = maybe_verify(simplify(graph), "simplify")
@@ -112,20 +118,13 @@ def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: s
 
 def _warn_about_dead_ends(graph: Graph, deps, skip: set[str] = frozenset()) -> None:
     """Legal but probably unintended: samples no cost sees, params no cost depends on."""
-    live = [c for c in deps.costs]
     for name, info in deps.sites.items():
-        if info.downstream_costs or name in skip:  # a relaxed sample's consumers read its relaxation
-            live.append(info.node)
-        else:
+        if not info.downstream_costs and name not in skip:  # a relaxed sample's consumers read its relaxation
             warnings.warn(ScgWarning(f"stochastic node {name!r} has no path to any cost: it is sampled, "
                                      "but no estimator term is derived for it"), stacklevel=5)
-    seen, stack = set(), list(live)
-    while stack:
-        n = stack.pop()
-        if id(n) not in seen:
-            seen.add(id(n))
-            stack.extend(n.inputs)
+    view = graph.to_networkx()
+    live = set().union(*(nx.ancestors(view, c.uid) for c in deps.costs)) if deps.costs else set()
     for name, p in graph.params.items():
-        if id(p) not in seen:
+        if p.uid not in live:
             warnings.warn(ScgWarning(f"param {name!r} influences no cost: its gradient is always zero"),
                           stacklevel=5)

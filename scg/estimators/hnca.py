@@ -99,7 +99,7 @@ def _bernoulli(b: SurrogateBuilder, info: SiteInfo) -> None:
     # delta_i = log L(u_i := 1) - log L(u_i := 0); qhat(1) = sigmoid(logits + delta)
     delta = _evidence(b, info, note, Op.HNCA_AFFINE_DELTA, flip_difference)
     q1 = sigma if delta is None else b.sg(b.add(Op.SIGMOID, b.add(Op.ADD, logits, delta, note=note), note=note),
-                                          note=note)
+                                          note=note, name=f"qhat.{info.name}")
     credit = None
     if indirect:
         r = b.centered(info, b.qhat(info, indirect, note=note), note)
@@ -116,7 +116,7 @@ def _bernoulli(b: SurrogateBuilder, info: SiteInfo) -> None:
         part1 = b.add(Op.MUL, b.add(Op.MUL, w1, b.add(Op.SUB, one, sigma, note=cnote), note=cnote), c1, note=cnote)
         part0 = b.add(Op.MUL, b.add(Op.MUL, b.add(Op.SUB, one, w1, note=cnote), sigma, note=cnote), c0, note=cnote)
         credit = _plus(b, credit, b.add(Op.SUB, part1, part0, note=cnote), cnote)
-    _credit_term(b, logits, credit, note)
+    _credit_term(b, info.name, logits, credit, note)
 
 
 def _categorical(b: SurrogateBuilder, info: SiteInfo) -> None:
@@ -139,7 +139,7 @@ def _categorical(b: SurrogateBuilder, info: SiteInfo) -> None:
         qhat = probs
     else:
         post = b.add(Op.ADD, b.add(Op.LOG_SOFTMAX, logits, axis=0, note=note), loglik, note=note)
-        qhat = b.sg(b.add(Op.SOFTMAX, post, axis=0, note=note), note=note)
+        qhat = b.sg(b.add(Op.SOFTMAX, post, axis=0, note=note), note=note, name=f"qhat.{info.name}")
     credit = None
     if indirect:
         r = b.centered(info, b.qhat(info, indirect, note=note), note)
@@ -152,11 +152,13 @@ def _categorical(b: SurrogateBuilder, info: SiteInfo) -> None:
         wc = b.add(Op.MUL, w, values, note=cnote)
         mean = b.add(Op.SUM, wc, axes=(0,), keepdims=True, note=cnote)
         credit = _plus(b, credit, b.add(Op.SUB, wc, b.add(Op.MUL, probs, mean, note=cnote), note=cnote), cnote)
-    _credit_term(b, logits, credit, note)
+    _credit_term(b, info.name, logits, credit, note)
 
 
-def _credit_term(b: SurrogateBuilder, logits: Node, credit: Node | None, note: str) -> None:
+def _credit_term(b: SurrogateBuilder, site: str, logits: Node, credit: Node | None, note: str) -> None:
     """Surrogate ``sum(logits * sg(credit))``: its gradient puts ``credit`` on the logits."""
     if credit is None:
         return
-    b.terms.append(b.row_total(b.add(Op.MUL, logits, b.sg(credit, note=note), note=note), note=note))
+    credit = b.sg(credit, note=note, name=f"credit.{site}")
+    b.add_term(site, b.row_total(b.add(Op.MUL, logits, credit, note=note), note=note, name=f"term.{site}"))
+

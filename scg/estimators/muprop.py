@@ -50,17 +50,20 @@ def derive_site(builder: SurrogateBuilder, info: SiteInfo) -> None:
     note = (f"muprop for {info.name}: Qhat = {describe_costs(info.downstream_costs)}, "
             f"Taylor control variate on {describe_costs(whites)}")
     q = builder.centered(info, builder.qhat(info, note=note), note)
-    f_bar = builder.total([mf.values.get(id(c), c) for c in whites], note=note)
+    site = info.name
+    if mf.at_zero:
+        note += f"; mean field at a = 0 for {', '.join(n.op.pretty for n in mf.at_zero)} (no mean of that use)"
+    f_bar = builder.total([mf.values.get(id(c), c) for c in whites], note=note, name=f"fbar.{site}")
     weight = builder.add(Op.SUB, q, f_bar, note=note)
-    if info.node.op is Op.BERNOULLI and info.name in mf.means:
-        slope = _mean_field_slopes(builder)[info.name]
-        x_bar = mf.means[info.name]
+    if info.node.op is Op.BERNOULLI and site in mf.means:
+        slope = builder.sg(_mean_field_slopes(builder)[site], note=note, name=f"slope.{site}")
+        x_bar = mf.means[site]
         delta = builder.add(Op.SUB, info.node, x_bar, note=note)
-        taylor = builder.row_total(builder.add(Op.MUL, builder.sg(slope, note=note), delta, note=note), note=note)
+        taylor = builder.row_total(builder.add(Op.MUL, slope, delta, note=note), note=note, name=f"taylor.{site}")
         weight = builder.add(Op.SUB, weight, taylor, note=note)
         mu = builder.add(Op.SIGMOID, info.node.inputs[0], note=note)
-        correction = builder.row_total(builder.add(Op.MUL, mu, builder.sg(slope, note=note), note=note), note=note)
-        builder.terms.append(correction)
+        builder.add_term(site, builder.row_total(builder.add(Op.MUL, mu, slope, note=note), note=note,
+                                                 name=f"correction.{site}"))
     elif info.node.op is Op.CATEGORICAL:
         note += " (categorical: mean-field baseline only)"
     builder.score_term(info, weight, note)

@@ -41,5 +41,6 @@ def derive_opaque_part(builder: SurrogateBuilder, z: Node, costs: tuple[Node, ..
     info = SiteInfo(z, costs, costs, (), ())
     weight = builder.centered(info, builder.qhat(info, note=note), note)
     loc, scale = density_inputs(z)
-    lp = builder.row_total(builder.add(Op.NORMAL_LOGP, loc, scale, builder.sg(z, note=note), note=note), note=note)
-    builder.terms.append(builder.add(Op.MUL, lp, builder.sg(weight, note=note), note=note))
+    lp = builder.row_total(builder.add(Op.NORMAL_LOGP, loc, scale, builder.sg(z, note=note), note=note), note=note,
+                           name=f"logp.{z.name}")
+    builder.add_term(z.name, builder.add(Op.MUL, lp, builder.sg(weight, note=note), note=note, name=f"term.{z.name}"))

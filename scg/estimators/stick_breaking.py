@@ -88,4 +88,4 @@ def derive(b: SurrogateBuilder, info, white, kind: str, note: str) -> None:
                       note=note)
         g = b.add(Op.MUL, b.add(Op.MUL, b.add(Op.MUL, b.add(Op.MUL, 0.5, diff, note=note), sign, note=note),
                                 differ, note=note), s_abs, note=note)
-    b.terms.append(b.row_total(b.add(Op.MUL, eta, b.sg(g, note=note), note=note), note=note))
+    b.add_term(u.name, b.row_total(b.add(Op.MUL, eta, b.sg(g, note=note), note=note), note=note, name=f"term.{u.name}"))

@@ -145,6 +145,11 @@ class Graph:
     def __repr__(self) -> str:
         return f"<scg Graph {self.name!r}: {len(self.nodes)} nodes>"
 
+    def to_networkx(self):
+        """This graph as a ``networkx.DiGraph`` (see :mod:`scg.ir.networkx_view`)."""
+        from scg.ir.networkx_view import to_networkx
+        return to_networkx(self)
+
     def to_dot(self) -> str:
         from scg.ir.dot import to_dot
         return to_dot(self)

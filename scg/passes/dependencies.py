@@ -12,8 +12,8 @@ For every stochastic node ``w`` it finds
 
 External costs are leaves of the IR; their ``depends_on`` attribute (sample
 names, or None for all) becomes edges of the analysis graph, so they are
-reached like any other cost. The analysis runs on a ``networkx.DiGraph`` of the
-IR (:func:`to_networkx`), which users get too as ``graph.to_networkx()``.
+reached like any other cost. The analysis runs on the ``networkx.DiGraph`` view
+of the IR (:mod:`scg.ir.networkx_view`), which users get as ``graph.to_networkx()``.
 """
 
 from __future__ import annotations
@@ -25,23 +25,11 @@ from types import MappingProxyType
 import networkx as nx
 
 from scg.ir.graph import Graph
+from scg.ir.networkx_view import NON_SMOOTH_INPUTS, named_nodes, to_networkx  # noqa: F401 (re-exported)
 from scg.ir.node import Node
 from scg.ir.ops import DISCRETE_OPS, REPARAMETERISABLE_OPS, STOCHASTIC_OPS, Op
 
 COST_OPS = (Op.COST, Op.EXTERNAL_COST)
-
-# input positions through which a value's derivative does not carry its influence: the op is
-# piecewise constant (or cut on purpose) in them, so a pathwise derivative along that edge is
-# zero while the expectation may still move (Schulman et al. 2015, sec. 2: pathwise needs
-# differentiable paths)
-NON_SMOOTH_INPUTS: Mapping[Op, frozenset[int]] = MappingProxyType({
-    Op.STEP: frozenset({0}),
-    Op.GREATER: frozenset({0, 1}),
-    Op.EQUAL: frozenset({0, 1}),
-    Op.WHERE: frozenset({0}),
-    Op.STOP_GRADIENT: frozenset({0}),
-})
-
 
 def is_opaque(cost: Node) -> bool:
     """A cost the estimators may use only through its sampled value."""
@@ -82,39 +70,6 @@ class Dependencies:
 
     def __getitem__(self, name: str) -> SiteInfo:
         return self.sites[name]
-
-
-def named_nodes(graph: Graph) -> dict[str, Node]:
-    """Every named node, including rewritten samples (a pathwise Normal is an ``add`` named like it)."""
-    return {n.name: n for n in graph.nodes if n.name is not None}
-
-
-def to_networkx(graph: Graph) -> nx.DiGraph:
-    """The IR as a ``networkx.DiGraph`` keyed by node uid.
-
-    Node attributes: ``node`` (the IR node), ``op`` (its op name), ``name``. Edge
-    attributes: ``smooth`` (a pathwise derivative along the edge carries the
-    influence; False for the inputs in :data:`NON_SMOOTH_INPUTS`) and ``external``
-    (an external cost's declared dependence).
-    """
-    g = nx.DiGraph()
-    for n in graph.nodes:
-        g.add_node(n.uid, node=n, op=n.op.pretty, name=n.name)
-    for n in graph.nodes:
-        rough = NON_SMOOTH_INPUTS.get(n.op, frozenset())
-        for i, x in enumerate(n.inputs):
-            smooth = i not in rough and g.edges.get((x.uid, n.uid), {}).get("smooth", True)
-            g.add_edge(x.uid, n.uid, smooth=smooth, external=False)
-    named = named_nodes(graph)
-    samples = [n for n in graph.nodes if n.op in STOCHASTIC_OPS]
-    for e in graph.nodes:
-        if e.op is not Op.EXTERNAL_COST:
-            continue
-        deps = e.attrs.get("depends_on")
-        sources = samples if deps is None else [named[d] for d in deps if d in named]
-        for s in sources:
-            g.add_edge(s.uid, e.uid, smooth=False, external=True)
-    return g
 
 
 def reach(g: nx.DiGraph, start: int, stop: set[int] | frozenset[int] = frozenset()) -> set[int]:

@@ -63,8 +63,8 @@ def test_dropping_a_downstream_cost_is_caught(monkeypatch):
 
 
 def test_hnca_without_stop_gradient_on_qhat_is_caught(monkeypatch):
-    def leaky(self, x, note=None):
-        return x if note and note.startswith("hnca") else self.add(scg.ir.Op.STOP_GRADIENT, x, note=note)
+    def leaky(self, x, note=None, name=None):
+        return x if note and note.startswith("hnca") else self.add(scg.ir.Op.STOP_GRADIENT, x, note=note, name=name)
 
     monkeypatch.setattr(SurrogateBuilder, "sg", leaky)
     g, params, inputs = GRAPHS["bandit"]()
