@@ -39,6 +39,8 @@ class Result:
     n_rows: int
     n_samples: int
     objective: float | None = None   # objective="iwae": this call's K-sample objective (mean over rows of -L)
+    hessian: dict[tuple[str, str], np.ndarray] | None = None  # estimator="dice", order=2 (scg.compiled_dice)
+    hvp: dict[str, np.ndarray] | None = None                   # est.hvp(...) of a dice estimator
 
     def __repr__(self) -> str:
         grads = ", ".join(f"{k}{list(v.shape)}" for k, v in self.grads.items())
@@ -71,8 +73,8 @@ class CompiledEstimator:
     """
 
     def __init__(self, model: Graph, estimator, backend: str, baseline: str | None, precision: str,
-                 ema_decay: float, check_finite: bool = True, objective: str = "mean", options=None,
-                 n_samples: int | None = None):
+                 ema_decay: float, check_finite: bool = True, derived=None, objective: str = "mean",
+                 options=None, n_samples: int | None = None):
         if not 0.0 <= ema_decay < 1.0:
             raise ScgError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
         self.model = model
@@ -81,18 +83,22 @@ class CompiledEstimator:
         self.ema_decay = ema_decay
         self.check_finite = check_finite
         self.n_samples = _default_draws(n_samples, objective, estimator)
-        derived = derive(model, estimator, baseline, objective, options)
+        if derived is None:  # a subclass may bring its own derivation (scg.compiled_dice)
+            derived = derive(model, estimator, baseline, objective, options)
         self.ir = derived.graph
         self.assignment = derived.assignment
-        self.objective = derived.objective
-        self.options = dict(derived.options)
-        self.unbiased = derived.unbiased  # False for concrete / gumbel_st (see the compile-time warning)
+        self.objective = getattr(derived, "objective", "mean")
+        self.options = dict(getattr(derived, "options", None) or {})
+        self.unbiased = getattr(derived, "unbiased", True)  # False for concrete / gumbel_st (they warn)
         self.baseline = baseline
-        program = get_backend(backend)(self.ir, precision)
-        # check_finite=False also switches off the backends' distribution-argument checks
-        self.program = program if check_finite else _Unchecked(program)
+        self.program = self._bind(self.ir)
         self.state: dict[str, np.ndarray] = {}
         self._ema_seen: set[str] = set()
+
+    def _bind(self, ir: Graph):
+        program = get_backend(self.backend)(ir, self.precision)
+        # check_finite=False also switches off the backends' distribution-argument checks
+        return program if self.check_finite else _Unchecked(program)
 
     def __repr__(self) -> str:
         kinds = ", ".join(f"{k}: {v}" for k, v in self.assignment.items())
@@ -270,7 +276,7 @@ def _per_draw(value: np.ndarray, k: int) -> np.ndarray:
 
 
 def compile(graph: Graph, estimator="scg", backend: str = "numpy", baseline: str | None = None, *,
-            precision: str = "float64", ema_decay: float = 0.9, check_finite: bool = True,
+            precision: str = "float64", ema_decay: float = 0.9, check_finite: bool = True, order: int = 1,
             objective: str = "mean", options: Mapping[str, Any] | None = None,
             n_samples: int | None = None) -> CompiledEstimator:
     """Derive ``graph``'s gradient estimator as IR and bind it to a backend.
@@ -286,6 +292,14 @@ def compile(graph: Graph, estimator="scg", backend: str = "numpy", baseline: str
     (leave-one-out across ``n_samples`` draws of a row; needs ``n_samples >= 2``).
     ``precision``: ``"float64"`` (default) or ``"float32"``. ``ema_decay``: the EMA
     baseline's decay. ``check_finite``: refuse NaN/inf in params and inputs (default).
+    ``estimator="dice"`` (Foerster et al. 2018) with ``order=2`` also estimates the
+    Hessian (``out.hessian[(p, q)]``, ``est.hvp``; see `scg.compiled_dice`).
     """
+    if estimator == "dice" or order != 1:
+        from scg.compiled_dice import compile_dice, refuse_order  # the higher-order layer sits above this one
+        if estimator != "dice":
+            refuse_order(estimator, order)
+        return compile_dice(graph, backend, baseline, precision, ema_decay, check_finite, order, options)
+    # options are checked by the derivation (scg.estimators.zoo): unknown keys are an error
     return CompiledEstimator(graph, estimator, backend, baseline, precision, ema_decay, check_finite,
-                             objective, options, n_samples)
+                             objective=objective, options=options, n_samples=n_samples)

@@ -26,6 +26,7 @@ from scg.ir.node import Node
 from scg.ir.ops import STOCHASTIC_OPS, Op
 from scg.ir.types import F64
 from scg.passes.autodiff import grad
+from scg.passes.higher import hessian
 from scg.passes.rewrite import replay
 
 DEFAULT_MAX_CONFIGS = 1 << 20  # joint configurations per row
@@ -37,6 +38,7 @@ class ExactResult:
     grads: dict[str, np.ndarray]   # dJ/dparam, same keys and shapes as params
     costs: dict[str, float]        # expected mean-over-rows value of each cost
     n_configs: int                 # joint configurations enumerated per row
+    hessian: dict[tuple[str, str], np.ndarray] | None = None  # order=2: d2J/dp dq, shape p.shape + q.shape
 
 
 def _site_values(node: Node) -> list:
@@ -99,8 +101,14 @@ def _enumeration_graph(graph: Graph) -> tuple[Graph, Node, Node, dict[str, Node]
 
 
 def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndarray], *,
-          max_configs: int = DEFAULT_MAX_CONFIGS, objective: str = "mean", n_samples: int = 1) -> ExactResult:
+          max_configs: int = DEFAULT_MAX_CONFIGS, order: int = 1, objective: str = "mean",
+          n_samples: int = 1) -> ExactResult:
     """Exact ``E[cost]`` and its gradient for a discrete graph, by enumeration.
+
+    ``order=2`` adds the exact Hessian, ``hessian[(p, q)]`` of shape
+    ``params[p].shape + params[q].shape``, by second-order autodiff of the same
+    enumeration graph (`scg.passes.higher.hessian`; one reverse pass per
+    parameter element, so meant for small parameters).
 
     ``objective="iwae"`` with ``n_samples=K``: the exact K-sample objective
     ``E[mean over rows of -log (1/K) sum_k exp(-C_k)]`` and its gradient instead, by
@@ -116,12 +124,16 @@ def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndar
     >>> round(ex.cost, 4), round(float(ex.grads["phi"]), 4)
     (0.2525, 0.025)
     """
+    if order not in (1, 2):
+        raise ExactError(f"scg.exact: order must be 1 (gradient) or 2 (gradient and Hessian), got {order!r}")
     if graph.external_costs:
         raise ExactError(f"scg.exact cannot evaluate external costs ({', '.join(graph.external_costs)}): "
                          "their values come from outside the graph")
     if not graph.costs:
         raise ExactError(f"graph {graph.name!r} has no cost to take the expectation of")
     if objective == "iwae":
+        if order != 1:
+            raise ExactError("scg.exact(objective='iwae') computes the gradient only (order=1)")
         from scg.exact_iwae import exact_iwae
         return exact_iwae(graph, params, inputs, n_samples, max_configs, _configurations, _batch_size)
     if objective != "mean":
@@ -131,6 +143,9 @@ def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndar
     enum, loss, weight, costs = _enumeration_graph(graph)
     param_nodes = list(enum.params.values())
     enum, grads = grad(enum, loss, param_nodes)
+    blocks = {}
+    if order == 2:
+        enum, blocks = hessian(enum, grads, param_nodes)
 
     batch = _batch_size(graph, inputs)
     # rows laid out (row b, configuration z) -> b * n_configs + z
@@ -148,6 +163,8 @@ def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndar
         grads={p.name: np.asarray(vals[g.uid], dtype=np.float64) / batch for p, g in zip(param_nodes, grads, strict=True)},
         costs={name: expectation(c) for name, c in costs.items()},
         n_configs=n_configs,
+        hessian={(param_nodes[a].name, param_nodes[b].name): np.asarray(vals[h.uid], dtype=np.float64) / batch
+                 for (a, b), h in blocks.items()} if order == 2 else None,
     )
 
 

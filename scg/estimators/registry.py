@@ -27,6 +27,9 @@ ESTIMATORS = tuple(SITE_RULES)
 
 
 def _check_name(name: object, where: str) -> str:
+    if name == "dice":  # scg.compile routes estimator="dice" to scg.compiled_dice
+        raise EstimatorError(f"'dice' cannot be chosen for {where}: it differentiates one objective of the whole "
+                             "graph (Foerster et al. 2018), so it does not mix per node; use estimator='dice'")
     if name not in SITE_RULES:
         raise EstimatorError(f"unknown estimator {name!r} for {where}; expected one of {', '.join(ESTIMATORS)}")
     return name

@@ -2,7 +2,7 @@
 
 ``check`` runs before any derivation and refuses, naming the node and the reason:
 ARM/DisARM on a continuous node, ``"vimco"`` without ``objective="iwae"``, any other score-function estimator under
-``objective="iwae"``, unknown option keys and bad option values (a known key no node reads only warns).
+``objective="iwae"``, unknown option keys, options no node's estimator reads, and bad option values.
 ``relax_sites`` applies the relaxation pass (``relaxed.relax``) to the Concrete and
 straight-through Gumbel nodes. ``unbiased`` / ``warn_biased`` say which estimators are
 unbiased for ``J`` and what the biased ones are unbiased for.
@@ -27,6 +27,7 @@ COUPLED = ("arm", "disarm")
 DEFAULT_TEMPERATURE = 0.5
 # option -> the estimators that read it
 OPTIONS = {"temperature": RELAXED}
+DICE_OPTIONS = ("max_hessian_size", "loaded_lambda")  # read by scg.compiled_dice, which checks them itself
 
 UNBIASED_FOR = {
     "concrete": "it is unbiased for the relaxed objective E[f(z)], z the Concrete relaxation of the sample at "
@@ -80,14 +81,18 @@ def _options(options, used: set[str]) -> dict:
         options = {}
     if not isinstance(options, Mapping):
         raise EstimatorError(f"options must be a dict of estimator settings, got {options!r}")
-    for key in options:
-        if key not in OPTIONS:
+    readers = {key: set(OPTIONS.get(key, ())) | ({"dice"} if key in DICE_OPTIONS else set()) for key in options}
+    for key, who in readers.items():
+        if not who:
             known = ", ".join(f"{k!r} ({'/'.join(v)})" for k, v in OPTIONS.items())
-            raise EstimatorError(f"unknown option {key!r}; known options: {known}")
-        if not used & set(OPTIONS[key]):  # legal (one options dict for a sweep over estimators), but say so
-            warnings.warn(ScgWarning(f"option {key!r} is read by {', '.join(OPTIONS[key])}, and no node uses them "
-                                     f"(estimators in use: {', '.join(sorted(used))}): it has no effect"),
-                          stacklevel=6)
+            raise EstimatorError(f"unknown option {key!r}; known options: {known}; dice reads "
+                                 f"{', '.join(map(repr, DICE_OPTIONS))}")
+        if not used & who:
+            what = f"estimator(s) {', '.join(sorted(used))}"
+            if not any(used & set(v) for v in OPTIONS.values()):
+                raise EstimatorError(f"{what} takes no options, got {key!r} (read by {', '.join(sorted(who))})")
+            raise EstimatorError(f"option {key!r} is read by {', '.join(sorted(who))}, and no node uses them "
+                                 f"({what} in use)")
     tau = options.get("temperature", DEFAULT_TEMPERATURE)
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau <= 0:
         raise EstimatorError(f"option 'temperature' must be a positive finite number, got {tau!r}")

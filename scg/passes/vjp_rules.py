@@ -19,6 +19,7 @@ from scg.ir.infer import infer_type
 from scg.ir.node import Node
 from scg.ir.ops import Kind, Op
 from scg.ir.types import F64, broadcast_shapes
+from scg.passes.vjp_credit import credit_rules
 
 
 class Builder:
@@ -261,9 +262,10 @@ vjp_rules: dict[Op, Rule] = {
     Op.NORMAL_LOGP: _normal_logp,
     # markers
     Op.COST: lambda b, n, g: (b.fit(g, n.inputs[0]),),  # a cost is per row even of an unbatched expression
-    Op.STOP_GRADIENT: _none,
-    # estimator composites: baselines and HNCA credit terms are stop-gradient by construction
-    **{op: _none for op in Op if op.kind is Kind.CREDIT},
+    Op.STOP_GRADIENT: _none,  # zero at every order: DiCE's magic(x) = exp(x - sg(x)) relies on it
+    # estimator composites: first-order estimators stop-gradient them; their true VJPs serve
+    # second-order autodiff of the estimator IR. A composite without a rule is an error, not a zero.
+    **credit_rules,
 }
 
 __all__ = ["Builder", "Rule", "vjp_rules"]

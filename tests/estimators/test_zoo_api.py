@@ -73,8 +73,10 @@ def test_options_are_checked():
     g, _, _ = GRAPHS["coin"]()
     with pytest.raises(scg.ScgError, match=r"unknown option 'temprature'"):
         _compile_quiet(g, estimator="concrete", options={"temprature": 0.5})
-    with pytest.warns(scg.ScgWarning, match=r"option 'temperature' is read by concrete, gumbel_st.*no effect"):
+    with pytest.raises(scg.ScgError, match=r"estimator\(s\) reinforce takes no options, got 'temperature'"):
         scg.compile(g, estimator="reinforce", options={"temperature": 0.5})
+    with pytest.raises(scg.ScgError, match=r"option 'max_hessian_size' is read by dice, and no node uses them"):
+        _compile_quiet(g, estimator="concrete", options={"max_hessian_size": 3})
     for bad in (0.0, -1.0, float("nan"), "hot", True):
         with pytest.raises(scg.ScgError, match=r"positive finite"):
             _compile_quiet(g, estimator="concrete", options={"temperature": bad})

@@ -55,3 +55,9 @@ def test_rebar_toy_quick(tmp_path):
     for r in rows.values():  # unbiased: within 5 standard errors of the exact value
         assert r["z_vs_exact"] is None or abs(r["z_vs_exact"]) < 5
     assert (tmp_path / "rebar_toy.png").is_file()
+
+
+def test_dice_hessian_quick():
+    out = run("dice_hessian.py", "--quick")
+    assert "exact (scg.exact, order=2)   2.438959" in out
+    assert "stop-gradient surrogate" in out and "est.hvp vs the Hessian" in out
