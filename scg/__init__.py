@@ -56,6 +56,16 @@ from scg.training import train
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # `scg.sweep` imports the Dask layer only when first used: `import scg` stays fast
+    if name == "sweep":
+        from scg.sweeps import sweep
+
+        return sweep
+    raise AttributeError(f"module 'scg' has no attribute {name!r}")
+
+
 __all__ = [
     "Bernoulli",
     "Categorical",
@@ -95,4 +105,4 @@ __all__ = [
     "to_float",
     "where",
 ]
-__all__ += ["datasets", "optim", "train", "training"]
+__all__ += ["datasets", "optim", "sweep", "train", "training"]

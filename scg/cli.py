@@ -3,6 +3,8 @@
     scg inspect model.py[:graph] --estimator hnca     # model IR, estimator IR, fused plan
     scg dot model.py[:graph] -o model.svg             # Graphviz drawing (or .dot text)
     scg bench [--quick ...]                           # benchmarks/bandit_step.py of the repo
+    scg sweep FILE.py:fn --grid seed=0,1 --out r.csv  # one Dask task per configuration (scg.sweeps.cli)
+    scg report r.csv                                  # mean ± std over seeds, learning curves
 
 ``model.py`` is executed with :func:`runpy.run_path` (under the module name
 ``__scg_cli__``, so its ``if __name__ == "__main__":`` block does not run); the
@@ -112,6 +114,8 @@ def cmd_dot(args) -> int:
     text = target.to_dot()
     out = Path(args.output) if args.output else Path(f"{graph.name}.svg")
     fmt = out.suffix.lstrip(".").lower() or "svg"
+    if not out.parent.is_dir():
+        raise CliError(f"cannot write {str(out)!r}: directory {str(out.parent)!r} does not exist")
     if fmt == "dot" or fmt == "gv":
         out.write_text(text)
         print(f"wrote {out} (DOT text)")
@@ -189,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "or the scg checkout); every argument after `bench` is passed to it, e.g. "
                                     "`scg bench --quick`; `scg bench --help` shows the script's own options.", add_help=False)
     sp.set_defaults(func=None)
+
+    from scg.sweeps.cli import add_commands
+
+    add_commands(sub)  # sweep, report
     return p
 
 
@@ -205,10 +213,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ScgError as e:
         print(f"scg {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        return getattr(e, "exit_code", 1)
     except BrokenPipeError:  # `scg inspect ... | head`
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (silence the interpreter's flush at exit)
         return 0
+    except OSError as e:  # e.g. an output file scg may not write: a message, not a traceback
+        print(f"scg {args.command}: error: {e.strerror or e}: {e.filename}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from scg import guards
 from scg.backends import numpy_ops
 from scg.backends.registry import get_backend
 from scg.errors import EstimatorError, InputError, ScgError
@@ -58,9 +59,16 @@ class Run:
     call: dict[str, Any]
     values: dict[int, np.ndarray]
     samples: dict[str, np.ndarray] = field(default_factory=dict)
+    state: dict[str, np.ndarray] = field(default_factory=dict)   # the baselines the draws were made with
+    n_rows: int = 0
+    finished: bool = False
 
     def grads(self, external: Mapping[str, np.ndarray]) -> Result:
-        """Phase 2: supply every external cost (``(B,)``, or ``(K, B)`` with n_samples=K)."""
+        """Phase 2: supply every external cost (``(B,)``, or ``(K, B)`` with n_samples=K).
+
+        Calling it again (e.g. with other costs) recomputes from the same draws and the same
+        baselines; the EMA baseline advances once per run, on the first call.
+        """
         return self.estimator._finish(self, external)
 
 
@@ -120,7 +128,12 @@ class CompiledEstimator:
         return self.program.llvm(kernel)
 
     def load_state(self, state: Mapping[str, np.ndarray]) -> None:
-        """Restore EMA baselines (e.g. ``other.state`` or a checkpoint's); later calls continue from them."""
+        """Restore EMA baselines (e.g. ``other.state`` or a checkpoint's); later calls continue from them.
+
+        Refuses (``ScgError``) anything but finite numbers under this estimator's baseline names.
+        """
+        known = {k.removeprefix("ema/"): node.shape for k, node in self.ir.outputs.items() if k.startswith("ema/")}
+        state = guards.check_state(state, known)
         self.reset_baseline()
         for name, value in state.items():
             self.state[name] = np.asarray(value, dtype=np.float64)
@@ -138,9 +151,13 @@ class CompiledEstimator:
         """Draw the samples (phase 1); ``run.grads(external=...)`` finishes the call."""
         self._finite(params, inputs)
         n_samples = self._check_draws(n_samples)
+        guards.check_call_size(self.ir, inputs, n_samples, self.precision)
         call = {"seed": seed, "n_samples": n_samples}
-        values = self.program.run(params, inputs, state=self._state(), stop_at_external=True, **call)
-        run = Run(self, params, inputs, call, values)
+        state = self._state()
+        with guards.out_of_memory(n_samples):
+            values = self.program.run(params, inputs, state=state, stop_at_external=True, **call)
+        rows = next(values[n.uid].shape[0] for n in self.ir.nodes if n.batched and n.uid in values) // n_samples
+        run = Run(self, params, inputs, call, values, state=state, n_rows=rows)
         run.samples = self._samples(values, n_samples)
         return run
 
@@ -151,15 +168,19 @@ class CompiledEstimator:
                              "run = est.sample(params, inputs, seed=...) and then run.grads(external={...})")
         self._finite(params, inputs)
         n_samples = self._check_draws(n_samples)
+        guards.check_call_size(self.ir, inputs, n_samples, self.precision)
         call = {"seed": seed, "n_samples": n_samples}
-        values = self.program.run(params, inputs, state=self._state(), **call)
+        with guards.out_of_memory(n_samples):
+            values = self.program.run(params, inputs, state=self._state(), **call)
         return self._result(values, n_samples)
 
     def _finish(self, run: Run, external: Mapping[str, np.ndarray]) -> Result:
+        guards.check_external(self.model, external, run.n_rows, run.call["n_samples"], self.check_finite)
         overrides = {n: run.values[n.uid] for n in self.ir.nodes if n.uid in run.values}
-        values = self.program.run(run.params, run.inputs, external=dict(external), state=self._state(),
+        values = self.program.run(run.params, run.inputs, external=dict(external), state=run.state,
                                   overrides=overrides, **run.call)
-        return self._result(values, run.call["n_samples"])
+        first, run.finished = not run.finished, True
+        return self._result(values, run.call["n_samples"], update_ema=first)
 
     def _check_draws(self, n_samples):
         """The call's draws per row: ``n_samples``, else the compiled default; K >= 2 under objective='iwae'."""
@@ -201,7 +222,7 @@ class CompiledEstimator:
                 out[key.removeprefix("sample/")] = _per_draw(values[node.uid], k)
         return out
 
-    def _result(self, values: dict[int, np.ndarray], k: int) -> Result:
+    def _result(self, values: dict[int, np.ndarray], k: int, update_ema: bool = True) -> Result:
         outs: dict[str, Node] = self.ir.outputs
         grads, costs = {}, {}
         for key, node in outs.items():
@@ -209,7 +230,7 @@ class CompiledEstimator:
                 grads[key.removeprefix("grad/")] = np.array(values[node.uid])
             elif key.startswith("cost/"):
                 costs[key.removeprefix("cost/")] = float(np.mean(values[node.uid]))
-            elif key.startswith("ema/"):
+            elif key.startswith("ema/") and update_ema:
                 self._update_ema(key.removeprefix("ema/"), values[node.uid])
         rows = next((values[node.uid].shape[0] // k for key, node in outs.items() if key.startswith("cost/")), 1)
         objective = float(values[outs["objective"].uid]) if "objective" in outs else None
@@ -295,6 +316,7 @@ def compile(graph: Graph, estimator="scg", backend: str = "numpy", baseline: str
     ``estimator="dice"`` (Foerster et al. 2018) with ``order=2`` also estimates the
     Hessian (``out.hessian[(p, q)]``, ``est.hvp``; see `scg.compiled_dice`).
     """
+    guards.check_compile_args(graph, backend, ema_decay)
     if estimator == "dice" or order != 1:
         from scg.compiled_dice import compile_dice, refuse_order  # the higher-order layer sits above this one
         if estimator != "dice":

@@ -68,8 +68,8 @@ class DiceEstimator(CompiledEstimator):
         super().__init__(model, "dice", backend, baseline, precision, ema_decay, check_finite, derived=derived)
         self.unbiased = self.loaded_lambda == 1.0  # every order, for DiCE proper (Foerster et al. 2018, Thm 1)
 
-    def _result(self, values, k):
-        out = super()._result(values, k)
+    def _result(self, values, k, update_ema: bool = True):
+        out = super()._result(values, k, update_ema=update_ema)
         if self.order == 2:
             blocks = {pq: np.array(values[self.ir.outputs[key].uid]) for key, pq in self.hessian_keys.items()}
             size = total_param_size(self.model)

@@ -23,21 +23,22 @@ from collections.abc import Mapping
 import numpy as np
 
 from scg.errors import ScgError
+from scg.guards import check_number
 
 
 class Optimizer:
     """Base class: ``step(params, grads)`` updates ``params`` in place and counts steps."""
 
     def __init__(self, lr: float):
-        if not lr > 0:
-            raise ScgError(f"learning rate must be > 0, got {lr!r}")
-        self.lr = float(lr)
+        self.lr = check_number("learning rate", lr, low=0.0, low_open=True)
         self.t = 0
 
     def step(self, params: dict[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> None:
         missing = [k for k in params if k not in grads]
         if missing:
             raise ScgError(f"{type(self).__name__}.step: no gradient for parameter(s) {', '.join(missing)}")
+        for name, p in params.items():
+            _check_param(f"{type(self).__name__}.step", name, p)
         self.t += 1
         for name, p in params.items():
             g = np.asarray(grads[name])
@@ -60,15 +61,24 @@ class Optimizer:
         self.t = int(state.get("t", 0))
 
 
+def _check_param(who: str, name: str, p) -> None:
+    """Params are updated in place: they must be writeable float arrays."""
+    if not isinstance(p, (np.ndarray, np.floating)) or p.dtype.kind != "f":  # a 0-d value is replaced, not updated
+        got = f"dtype {p.dtype}" if isinstance(p, (np.ndarray, np.generic)) else type(p).__name__
+        raise ScgError(f"{who}: parameter {name!r} must be a float ndarray (updated in place), got {got}; "
+                       f"e.g. params[{name!r}] = np.asarray(value, dtype=float)")
+    if p.ndim and not p.flags.writeable:
+        raise ScgError(f"{who}: parameter {name!r} is a read-only array and is updated in place; pass a "
+                       f"writeable copy (params[{name!r}] = params[{name!r}].copy())")
+
+
 class SGD(Optimizer):
     """``p -= lr * (g + weight_decay * p)``, with optional (heavy-ball) momentum."""
 
     def __init__(self, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
         super().__init__(lr)
-        if not 0.0 <= momentum < 1.0:
-            raise ScgError(f"momentum must be in [0, 1), got {momentum!r}")
-        self.momentum = momentum
-        self.weight_decay = weight_decay
+        self.momentum = check_number("momentum", momentum, low=0.0, high=1.0, high_open=True)
+        self.weight_decay = check_number("weight_decay", weight_decay, low=0.0)
         self.velocity: dict[str, np.ndarray] = {}
 
     def _update(self, name, g, p):
@@ -98,12 +108,12 @@ class Adam(Optimizer):
     def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
         super().__init__(lr)
-        b1, b2 = betas
-        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
-            raise ScgError(f"Adam betas must be in [0, 1), got {betas!r}")
-        self.betas = (float(b1), float(b2))
-        self.eps = eps
-        self.weight_decay = weight_decay
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ScgError(f"Adam betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = tuple(check_number(f"Adam beta{i}", b, low=0.0, high=1.0, high_open=True)
+                           for i, b in enumerate(betas, 1))
+        self.eps = check_number("Adam eps", eps, low=0.0, low_open=True)
+        self.weight_decay = check_number("weight_decay", weight_decay, low=0.0)
         self.m: dict[str, np.ndarray] = {}
         self.v: dict[str, np.ndarray] = {}
 

@@ -36,6 +36,7 @@ import csv
 import json
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +45,23 @@ from typing import Any
 import numpy as np
 
 from scg.errors import ScgError
-from scg.optim import Optimizer
+from scg.guards import check_int
+from scg.optim import Optimizer, _check_param
 
 Batch = Mapping[str, np.ndarray]
+
+
+class TrainingDiverged(ScgError):
+    """Training stopped at ``step``: a cost, gradient or parameter became NaN or infinite.
+
+    ``history`` holds the steps completed before it; ``params`` are left as they were after the
+    last good step (the diverging update is not applied when the cost or gradient is not finite).
+    """
+
+    def __init__(self, message: str, step: int, history: History):
+        super().__init__(message)
+        self.step = step
+        self.history = history
 
 
 @dataclass
@@ -140,6 +155,7 @@ def train(est, params: dict[str, np.ndarray], data, optimizer: Optimizer, *, epo
     """
     if epochs is None and steps is None:
         raise ScgError("train needs epochs=..., steps=... or both")
+    _check_train_args(params, epochs, steps, seed, start_step)
     if est.model.external_costs and external is None:
         names = ", ".join(est.model.external_costs)
         raise ScgError(f"graph {est.model.name!r} has external costs ({names}): pass "
@@ -173,6 +189,9 @@ def train(est, params: dict[str, np.ndarray], data, optimizer: Optimizer, *, epo
             for batch in epoch_data(epoch):
                 if steps is not None and step - start_step >= steps:
                     break
+                if not isinstance(batch, Mapping):
+                    raise ScgError(f"train: batch {n_in_epoch} of epoch {epoch} is a {type(batch).__name__}; each "
+                                   "batch must be a dict of input name -> array (e.g. {'x': X, 'y': Y})")
                 t0 = time.perf_counter()
                 inputs = _graph_inputs(est, batch)
                 s = step_seed(seed, step)
@@ -181,10 +200,12 @@ def train(est, params: dict[str, np.ndarray], data, optimizer: Optimizer, *, epo
                     out = run.grads(external=dict(external(batch, run.samples)))
                 else:
                     out = est(params, inputs, seed=s, n_samples=n_samples)
+                gnorm = _global_norm(out.grads.values())
+                _check_diverged(step, out, gnorm, params, hist, before=True)
                 optimizer.step(params, out.grads)
+                _check_diverged(step, out, gnorm, params, hist, before=False)
                 step += 1
                 n_in_epoch += 1
-                gnorm = float(np.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in out.grads.values())))
                 rec = {"step": step, "epoch": epoch, "cost": out.cost, "grad_norm": gnorm,
                        **{f"cost/{k}": v for k, v in out.costs.items()}, "seconds": time.perf_counter() - t0}
                 hist.steps.append(rec)
@@ -207,18 +228,96 @@ def train(est, params: dict[str, np.ndarray], data, optimizer: Optimizer, *, epo
     return hist
 
 
+def _check_train_args(params, epochs, steps, seed, start_step) -> None:
+    if not isinstance(params, dict):
+        raise ScgError(f"train: params must be a dict of name -> float array (updated in place), got "
+                       f"{type(params).__name__}")
+    for name, p in params.items():
+        _check_param("train", name, p)
+    for what, value in (("epochs", epochs), ("steps", steps)):
+        if value is not None:
+            check_int(f"train: {what}", value, low=0)
+    check_int("train: seed", seed, low=0)
+    check_int("train: start_step", start_step, low=0)
+
+
+def _global_norm(arrays) -> float:
+    """sqrt(sum of squares) over all arrays, scaled so that large finite values do not overflow."""
+    arrays = [b for b in (np.asarray(a, dtype=np.float64) for a in arrays) if b.size]
+    if not arrays:
+        return 0.0
+    scale = max(float(np.max(np.abs(a))) for a in arrays)
+    if not np.isfinite(scale):
+        return float("nan") if any(np.isnan(a).any() for a in arrays) else float("inf")
+    if scale == 0.0:
+        return 0.0
+    return scale * float(np.sqrt(sum(float(np.sum(np.square(a / scale))) for a in arrays)))
+
+
+def _check_diverged(step: int, out, gnorm: float, params, hist: History, *, before: bool) -> None:
+    """Stop at the first non-finite cost or gradient (before the update) or parameter (after it)."""
+    if before:
+        if np.isfinite(out.cost) and np.isfinite(gnorm):
+            return
+        what = (f"the sampled cost is {out.cost}" if not np.isfinite(out.cost) else
+                "the gradient of " + ", ".join(repr(k) for k, g in out.grads.items() if not np.all(np.isfinite(g)))
+                + " is not finite")
+        raise TrainingDiverged(f"training diverged at step {step}: {what}; the update was not applied (lower "
+                               "the learning rate, or check the costs for NaN)", step, hist)
+    bad = [k for k, p in params.items() if not np.all(np.isfinite(p))]
+    if bad:
+        raise TrainingDiverged(f"training diverged at step {step}: after the optimiser step, parameter(s) "
+                               f"{', '.join(map(repr, bad))} hold NaN or inf (gradient norm {gnorm:.3g}; lower the "
+                               "learning rate)", step, hist)
+
+
 # ----------------------------------------------------------------- checkpoints
+
+
+def _npz(path: str | Path, *, reading: bool) -> Path:
+    """``ck`` and ``ck.npz`` name the same file (NumPy's savez appends the suffix); refuse a missing dir."""
+    try:
+        path = Path(path)
+    except TypeError:
+        raise ScgError(f"checkpoint path must be a str or Path, got {type(path).__name__}") from None
+    if reading and path.is_file():
+        return path
+    full = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+    if reading and not full.is_file():
+        raise ScgError(f"no checkpoint at {str(path)!r}" + (f" (nor {str(full)!r})" if full != path else ""))
+    if not reading and not full.parent.is_dir():
+        raise ScgError(f"cannot write {str(full)!r}: directory {str(full.parent)!r} does not exist")
+    return full
+
+
+def _save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+    full = _npz(path, reading=False)
+    try:
+        np.savez(full, **arrays)
+    except OSError as e:
+        raise ScgError(f"cannot write {str(full)!r}: {e.strerror or e}") from None
+
+
+def _load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    full = _npz(path, reading=True)
+    try:
+        with np.load(full, allow_pickle=False) as f:
+            if not hasattr(f, "files"):
+                raise ValueError("it holds a single array, not named arrays")
+            return {k: np.array(f[k]) for k in f.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        reason = str(e).split(". ")[0]  # not NumPy's advice to load pickles
+        raise ScgError(f"{str(full)!r} is not a readable scg .npz file ({type(e).__name__}: {reason})") from None
 
 
 def save_params(path: str | Path, params: Mapping[str, np.ndarray]) -> None:
     """Write ``params`` to an ``.npz`` file (one array per parameter)."""
-    np.savez(path, **{k: np.asarray(v) for k, v in params.items()})
+    _save_npz(path, {k: np.asarray(v) for k, v in params.items()})
 
 
 def load_params(path: str | Path) -> dict[str, np.ndarray]:
     """Read a params dict written by :func:`save_params`."""
-    with np.load(path, allow_pickle=False) as f:
-        return {k: np.array(f[k]) for k in f.files}
+    return _load_npz(path)
 
 
 @dataclass
@@ -240,19 +339,21 @@ def save_checkpoint(path: str | Path, params: Mapping[str, np.ndarray], *, optim
         arrays.update({f"ema/{k}": np.asarray(v) for k, v in estimator.state.items()})
     arrays["step"] = np.array(step)
     arrays["meta"] = np.array(json.dumps(meta))
-    np.savez(path, **arrays)
+    _save_npz(path, arrays)
 
 
 def load_checkpoint(path: str | Path, *, optimizer: Optimizer | None = None, estimator=None) -> Checkpoint:
     """Read a checkpoint; restores ``optimizer`` and ``estimator`` baseline state in place if given."""
-    with np.load(path, allow_pickle=False) as f:
-        data = {k: np.array(f[k]) for k in f.files}
+    data = _load_npz(path)
 
     def part(prefix):
         return {k.removeprefix(prefix): v for k, v in data.items() if k.startswith(prefix)}
 
-    ck = Checkpoint(part("param/"), part("opt/"), part("ema/"), int(data.get("step", 0)),
-                    json.loads(str(data["meta"])) if "meta" in data else {})
+    try:
+        ck = Checkpoint(part("param/"), part("opt/"), part("ema/"), int(data.get("step", 0)),
+                        json.loads(str(data["meta"])) if "meta" in data else {})
+    except (TypeError, ValueError) as e:
+        raise ScgError(f"{str(path)!r} is not an scg checkpoint ({type(e).__name__}: {e})") from None
     if optimizer is not None:
         optimizer.load_state_dict(ck.optimizer)
     if estimator is not None:

@@ -44,27 +44,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from scg.backends import cuda_runtime, kernel_cache
 from scg.backends.cuda_render import cuda_supported, device_host_op, render_module
-from scg.backends.numba_cpu import _CHECK_WHAT, _depth
 from scg.backends.numba_render import _is_inline, kernel_arrays
-from scg.backends.numpy_ops import _check_indices
-from scg.backends.numpy_ref import PRECISIONS, bind, numpy_impls, run_node
+from scg.backends.numpy_ref import PRECISIONS, bind, run_node
+from scg.backends.planned import PlannedProgram
 from scg.backends.rng import seed_key
 from scg.errors import BackendError, InputError
 from scg.ir.graph import Graph
 from scg.ir.node import Node
 from scg.ir.ops import Op
 from scg.ir.types import I64
-from scg.passes.fuse import Kernel, Plan, fuse
-from scg.passes.lower import OpClass, lower
-
-_LOADED = frozenset({Op.INPUT, Op.PARAM, Op.EXTERNAL_COST, Op.STATE})
+from scg.passes.fuse import Kernel, Plan
+from scg.passes.lower import OpClass
 
 
 def is_device_array(x: Any) -> bool:
@@ -107,70 +103,36 @@ class Store:
         return self.host.keys() | self.dev.keys()
 
 
-@dataclass
-class Variant:
-    plan: Plan
-    source: str
-    module: Any
-    steps: list[Callable]
-    nbytes: Callable[[int], int]   # device bytes of a call with n rows
-
-
-class CudaProgram:
+class CudaProgram(PlannedProgram):
     """A derived graph compiled to Numba CUDA kernels (see the module docstring)."""
 
+    backend = "cuda"
+    module_prefix = "scg_cuda_k"
+    fuse_parallel = False
+
     def __init__(self, graph: Graph, precision: str = "float64"):
-        if precision not in PRECISIONS:
-            raise InputError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
-        self.cuda = cuda_runtime.require_cuda()
-        self.graph = graph
-        self.precision = precision
-        self.dtype = PRECISIONS[precision]
-        self.lowered = lower(graph)
-        for node in graph.nodes:
-            cls = self.lowered.cls(node)
-            if cls is OpClass.LEAF:
-                continue
-            if not cuda_supported(node, cls) or (cls in (OpClass.HOST, OpClass.BLAS) and node.op not in numpy_impls):
-                raise BackendError(f"the cuda backend has no kernel template for op {node.op.pretty!r} "
-                                   f"(needed by {node.label()}, {node.type})")
+        if precision in PRECISIONS:  # a bad precision is the base's InputError, before asking for a device
+            self.cuda = cuda_runtime.require_cuda()
+            self.k = cuda_runtime.kernels()
+        super().__init__(graph, precision)
+
+    def _supported(self, node: Node, cls: OpClass) -> bool:
+        return cuda_supported(node, cls)
+
+    def _load_runtime(self):
         try:
-            self.rt = kernel_cache.load(f"scg_cudart_{precision}", cuda_runtime.runtime_source(precision))
+            return kernel_cache.load(f"scg_cudart_{self.precision}", cuda_runtime.runtime_source(self.precision))
         except Exception as e:
             raise BackendError(f"numba.cuda could not compile the scg device runtime: {type(e).__name__}: {e}") from e
-        self.k = cuda_runtime.kernels()
-        self._variants: dict[tuple[frozenset, frozenset], Variant] = {}
-        base = frozenset(n.uid for n in graph.nodes if n.op in _LOADED)
-        self._base = self._variant(base, frozenset())
 
-    # -- inspection ------------------------------------------------------------------
-    @property
-    def plan(self) -> Plan:
-        return self._base.plan
-
-    @property
-    def source(self) -> str:
-        return self._base.source
+    def _render(self, plan: Plan) -> str:
+        return render_module(plan, self.lowered, self.precision, self.rt.__name__)
 
     def llvm(self, kernel: str | None = None) -> str:
         raise BackendError("the cuda backend shows its kernels as Python source (est.source); for PTX use "
                            "numba.cuda.compile_ptx on module.SIGNATURES (needs the numba-cuda package)")
 
     # -- compilation -------------------------------------------------------------------
-    def _variant(self, given: frozenset, skip: frozenset) -> Variant:
-        key = (given, skip)
-        if key not in self._variants:
-            plan = fuse(self.lowered, given, skip, parallel=False)
-            source = render_module(plan, self.lowered, self.precision, self.rt.__name__)
-            try:
-                module = kernel_cache.load("scg_cuda_k", source)
-            except Exception as e:
-                raise BackendError(f"numba.cuda could not compile the kernels of graph {self.graph.name!r}: "
-                                   f"{type(e).__name__}: {e}") from e
-            steps = [self._step(k, module) for k in plan.kernels]
-            self._variants[key] = Variant(plan, source, module, steps, self._sizer(plan, given))
-        return self._variants[key]
-
     def _sizer(self, plan: Plan, given: frozenset) -> Callable[[int], int]:
         """Bytes of every array a call materialises, as a function of the row count n."""
         by_uid = {n.uid: n for n in self.graph.nodes}
@@ -194,15 +156,15 @@ class CudaProgram:
             arrays = kernel_arrays(k, by_uid)
             outs = [(u, tuple(by_uid[u].shape), np.int64 if by_uid[u].dtype == "i64" else dtype)
                     for u in k.outputs]
-            checks = [(by_uid[u], i) for u, i in k.checks]
+            check = self.index_checks(k)
+            sites = module.SITES[k.name]
 
             def rows(S: Store, env, k0, k1):
-                for node, i in checks:
-                    _check_indices(S.h(i), _depth(node), node, _CHECK_WHAT[node.op])
+                check(S.h)
                 for u, shape, dt in outs:
                     S.put_dev(u, cuda.device_array((env.n, *shape), dt))
                 blocks, tpb = cuda_runtime.launch_config(env.n)
-                func[blocks, tpb](env.n, env.n_rows, k0, k1, dtype(1.0 / env.n), *[S.d(u) for u in arrays])
+                func[blocks, tpb](env.n, env.n_rows, k0, k1, *sites, dtype(1.0 / env.n), *[S.d(u) for u in arrays])
             return rows
         (node,) = k.nodes
         if k.kind == "cross" and node.op is Op.LOO_BASELINE:
@@ -348,6 +310,14 @@ class CudaProgram:
             dev[node.uid] = value
         return (host if dev else params), dev
 
+    def _host_params(self, params) -> dict:
+        """Host copies of device-array params, in their declared shapes (for re-running the spec)."""
+        out = self.to_host(dict(params))
+        for name, node in self.graph.params.items():
+            if name in out:
+                out[name] = np.asarray(out[name]).reshape(node.shape)
+        return out
+
     def run(self, params, inputs, keep_on_device: bool = False, **call) -> dict[int, Any]:
         """Evaluate the graph with ``numpy_ref.evaluate``'s semantics; see the module docstring."""
         host_params, dev_params = self._split_device_params(params)
@@ -367,9 +337,14 @@ class CudaProgram:
             else:
                 S.put_host(uid, v)
         k0, k1 = seed_key(env.seed)
+        spec = self.spec(self._host_params(params) if dev_params else params, inputs, call)
         with np.errstate(all="ignore"):
-            for step in variant.steps:
-                step(S, env, k0, k1)
+            try:
+                for step in variant.steps:
+                    step(S, env, k0, k1)
+            except (ArithmeticError, ValueError) as e:  # the simulator's math errors inside a kernel
+                raise self.kernel_failed(e, spec) from e
+        self.check_call(lambda u: S.h(u) if u in S else None, env, skip, spec)
         if keep_on_device:
             return {u: (S.dev[u] if u in S.dev else S.host[u]) for u in S.uids()}
         out = {}

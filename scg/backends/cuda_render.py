@@ -29,7 +29,8 @@ from __future__ import annotations
 import math
 import types
 
-from scg.backends.numba_render import KernelContext, Out, Renderer, _is_inline, array_type, supported
+from scg.backends.numba_render import KERNEL, KernelContext, Out, Renderer, _is_inline, array_type, canonical_names
+from scg.backends.numba_render import supported as _supported
 from scg.backends.numba_templates import map_templates
 from scg.ir.node import Node
 from scg.ir.ops import Op
@@ -46,6 +47,7 @@ import {runtime} as rt
 F = np.{precision}
 F64 = np.float64
 SIGNATURES = {{}}
+SITES = {{}}
 '''
 
 # ops whose CPU template cannot run in a CUDA kernel (none today); each would need a CUDA template
@@ -76,12 +78,17 @@ class CudaRenderer(Renderer):
     def __init__(self, eager: bool = True):
         self.eager = eager  # compile at import (explicit signature); False: on first launch
 
-    def kernel_head(self, kernel: Kernel, precision: str, arrays: list[int], by_uid, out: Out) -> None:
-        sig = ", ".join(["int64"] * 4 + [precision] + [array_type(by_uid[u], precision) for u in arrays])
-        args = ", ".join(["n", "B", "k0", "k1", "inv_n"] + [f"a{u}" for u in arrays])
-        out(f'SIGNATURES["{kernel.name}"] = "void({sig})"')
-        out(f'@cuda.jit(SIGNATURES["{kernel.name}"])' if self.eager else "@cuda.jit")
-        out(f"def {kernel.name}({args}):")
+    def kernel_head(self, kernel: Kernel, precision: str, arrays: list[int], by_uid, out: Out,
+                    n_sites: int = 0) -> None:
+        sig = ", ".join(["int64"] * (4 + n_sites) + [precision] + [array_type(by_uid[u], precision) for u in arrays])
+        args = ", ".join(["n", "B", "k0", "k1"] + [f"site{j}" for j in range(n_sites)] + ["inv_n"]
+                         + [f"a{u}" for u in arrays])
+        out(f'SIGNATURES["{KERNEL}"] = "void({sig})"')
+        out(f'@cuda.jit(SIGNATURES["{KERNEL}"])' if self.eager else "@cuda.jit")
+        out(f"def {KERNEL}({args}):")
+
+    def alias(self, name: str, first: str) -> str:
+        return f"{name} = {first}  # same pattern as {first}"
 
     def row_loop(self, kernel: Kernel, out: Out) -> None:
         out("for r in range(cuda.grid(1), n, cuda.gridsize(1)):")
@@ -93,7 +100,7 @@ class CudaRenderer(Renderer):
             if device_host_op(k.nodes[0], k):
                 out("")
                 self.render_unbatched(k.nodes[0], precision, out)
-        return src + "\n".join(out.lines) + ("\n" if out.lines else "")
+        return src + canonical_names("\n".join(out.lines), plan) + ("\n" if out.lines else "")
 
     def render_unbatched(self, node: Node, precision: str, out: Out) -> None:
         """``u<uid>``: one thread per element of an unbatched node (elementwise template or transpose)."""
@@ -133,4 +140,4 @@ def render_module(plan, lowered, precision: str, runtime: str, eager: bool = Tru
 
 def cuda_supported(node: Node, cls: OpClass) -> bool:
     """Whether the CUDA renderer can compute ``node`` in class ``cls``."""
-    return node.op not in UNSUPPORTED and supported(node, cls)
+    return node.op not in UNSUPPORTED and _supported(node, cls)

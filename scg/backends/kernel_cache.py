@@ -13,18 +13,31 @@ is written to ``<cache dir>/<prefix>_<sha256>.py`` and imported from there.
   name; the module is then executed from those verified bytes (not re-read), so
   a file changed after the check is never run. A mismatch (corruption,
   tampering) is logged in ``STATS.rebuilt`` and the entry is rewritten.
+* Numba's own cache files for these modules (pickles) are signed at write time
+  and verified before Numba unpickles them (``cache_trust``); a file failing the
+  check is logged in ``STATS.untrusted``, deleted and rebuilt, never loaded.
+* A cache dir that cannot be used (``$SCG_CACHE_DIR`` is a file, or a directory
+  scg cannot write) is not an error: scg warns (``ScgWarning``) and compiles into
+  a private temporary directory, removed at exit (nothing is reused across runs).
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
+import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+
+from scg.backends import cache_trust
+from scg.errors import BackendError, ScgWarning
 
 
 @dataclass
@@ -34,20 +47,51 @@ class CacheStats:
     hits: list[str] = field(default_factory=list)      # module names found intact on disk
     written: list[str] = field(default_factory=list)   # module names (re)written
     rebuilt: list[str] = field(default_factory=list)   # module names whose file failed the hash check
+    # Numba cache files (index/data pickles) that failed their signature check: never unpickled
+    untrusted: list[str] = field(default_factory=lambda: cache_trust.rejected)
 
 
 STATS = CacheStats()
+_private: Path | None = None
+_private_lock = threading.Lock()
+
+
+def configured_dir() -> Path:
+    """Where the cache should live: ``$SCG_CACHE_DIR``, else the per-user default."""
+    env = os.environ.get("SCG_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "scg" / "kernels"
+
+
+def private_dir(reason: str) -> Path:
+    """A process-private directory (mode 0700, removed at exit) used when the cache dir is unusable."""
+    global _private
+    with _private_lock:
+        first = _private is None
+        if first:
+            try:
+                _private = Path(tempfile.mkdtemp(prefix="scg-kernels-"))
+            except OSError as e:
+                raise BackendError(f"kernel cache: {reason}, and no temporary directory could be made "
+                                   f"either ({e}); set SCG_CACHE_DIR to a writable directory") from e
+            atexit.register(shutil.rmtree, _private, True)
+    if first:
+        warnings.warn(f"kernel cache: {reason}; compiling without the on-disk cache (kernels are not reused "
+                      "by later runs; set SCG_CACHE_DIR to a writable directory)", ScgWarning, stacklevel=4)
+    return _private
 
 
 def cache_dir() -> Path:
     """The kernel cache directory (created on demand); see the module docstring."""
-    env = os.environ.get("SCG_CACHE_DIR")
-    if env:
-        path = Path(env).expanduser()
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        path = Path(base) / "scg" / "kernels"
-    path.mkdir(parents=True, exist_ok=True)
+    path = configured_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not path.is_dir():
+            raise NotADirectoryError(f"{path} is not a directory")
+    except OSError as e:
+        return private_dir(f"cache dir {str(path)!r} is unusable ({type(e).__name__}: {e.strerror or e})")
     return path
 
 
@@ -81,6 +125,23 @@ def _verified(path: Path, data: bytes) -> bool:
         return False
 
 
+def _store(path: Path, name: str, data: bytes) -> None:
+    """Make ``path`` hold exactly ``data`` (a hit if it already does), logging what happened in STATS."""
+    try:
+        on_disk = path.read_bytes()
+    except FileNotFoundError:
+        on_disk = None
+    if on_disk == data:
+        STATS.hits.append(name)
+    else:
+        if on_disk is not None:
+            STATS.rebuilt.append(name)
+        atomic_write(path, data)
+        STATS.written.append(name)
+    if not _verified(path, data):  # lost a race with a writer of different bytes: rewrite ours
+        atomic_write(path, data)
+
+
 def load(prefix: str, source: str) -> ModuleType:
     """Import ``source`` as the module ``<prefix>_<digest>`` from the cache dir (writing it if needed)."""
     name = module_name(prefix, source)
@@ -88,20 +149,13 @@ def load(prefix: str, source: str) -> ModuleType:
         return sys.modules[name]
     data = source.encode("utf-8")
     path = cache_dir() / f"{name}.py"
-    want = digest(source)
-    if path.exists():
-        on_disk = path.read_bytes()
-        if hashlib.sha256(on_disk).hexdigest() == want:
-            STATS.hits.append(name)
-        else:
-            STATS.rebuilt.append(name)
-            atomic_write(path, data)
-            STATS.written.append(name)
-    else:
-        atomic_write(path, data)
-        STATS.written.append(name)
-    if not _verified(path, data):  # lost a race with a writer of different bytes: rewrite ours
-        atomic_write(path, data)
+    try:
+        _store(path, name, data)
+    except OSError as e:  # e.g. a read-only cache dir: compile from a private copy instead
+        path = private_dir(f"cannot write to the cache dir {str(path.parent)!r} ({type(e).__name__}: "
+                           f"{e.strerror or e})") / f"{name}.py"
+        _store(path, name, data)
+    cache_trust.register(name)  # before exec: eager @njit signatures compile (and hit Numba's cache) at import
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

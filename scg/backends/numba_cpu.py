@@ -29,34 +29,30 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import numba
 import numpy as np
 
-from scg.backends import kernel_cache, numba_runtime, numpy_ops
+from scg.backends import kernel_cache, numba_runtime
 from scg.backends.numba_render import kernel_arrays, render_module, supported
-from scg.backends.numpy_ops import _check_indices
-from scg.backends.numpy_ref import PRECISIONS, bind, evaluate, numpy_impls, run_node
+from scg.backends.numpy_ref import bind, run_node
+from scg.backends.planned import PlannedProgram
 from scg.backends.rng import seed_key
-from scg.errors import BackendError, InputError
+from scg.errors import BackendError
+from scg.guards import blas_threads
 from scg.ir.graph import Graph
 from scg.ir.node import Node
 from scg.ir.ops import Op
-from scg.passes.fuse import Kernel, Plan, fuse
-from scg.passes.lower import OpClass, lower
+from scg.passes.fuse import Kernel, Plan
+from scg.passes.lower import OpClass
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     # measured on 2 cores: OpenMP workers spin after each region and starve the BLAS/Python thread
     # between kernels (5-15x slower steps); workqueue workers sleep. The user's choice wins.
     numba.config.THREADING_LAYER = "workqueue"
-
-_LOADED = frozenset({Op.INPUT, Op.PARAM, Op.EXTERNAL_COST, Op.STATE})
-# what the numpy rules say when an index is out of range (identical errors on both backends)
-_CHECK_WHAT = {Op.ONE_HOT: "one_hot of", Op.TAKE: "take with index", Op.CATEGORICAL_LOGP: "log_prob of value"}
 
 
 def runtime_module(precision: str):
@@ -64,23 +60,52 @@ def runtime_module(precision: str):
     return kernel_cache.load(f"scg_rt_{precision}", numba_runtime.runtime_source(precision))
 
 
-def _depth(node: Node) -> int:
-    return node.attrs["depth"] if node.op is Op.ONE_HOT else node.inputs[0].shape[-1]
-
-
-def blas_limit(parallel: bool):
-    """While a program runs, BLAS gets ``SCG_BLAS_THREADS`` threads (default 1; "0" leaves BLAS alone).
+class _BlasLimit:
+    """While any program runs, BLAS gets ``SCG_BLAS_THREADS`` threads (default 1; "0" leaves BLAS alone).
 
     Measured on the 2-core machines, 784-200-200-200-10 bandit, float32, median step:
     HNCA B=50 216 ms (BLAS threaded, OpenMP layer) -> 164 ms (workqueue) -> 13 ms (workqueue
     + 1 BLAS thread); REINFORCE B=50 103 ms -> 2.3 ms. Idle OpenBLAS workers spin and fight
     the Numba kernels and the Python thread for the cores; one BLAS thread costs ~1-3 ms per
-    1024-row layer. ``parallel`` is kept for callers that want to decide per program.
+    1024-row layer.
+
+    Reference-counted across threads: the first run to enter sets the limit, the last to
+    leave restores the user's setting (nested threadpoolctl limits from two threads restore
+    out of order and left BLAS at 1 thread for good).
     """
-    limit = os.environ.get("SCG_BLAS_THREADS", "1")
-    if limit in ("", "0", "none") or _controller() is None:
-        return contextlib.nullcontext()
-    return _controller().limit(limits=int(limit), user_api="blas")
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._active = 0
+        self._limiter = None
+
+    @contextlib.contextmanager
+    def __call__(self):
+        limit = blas_threads()  # an ScgError naming the variable when it is not a count
+        if limit is None or _controller() is None:
+            yield
+            return
+        with self._lock:
+            if self._active == 0:
+                self._limiter = _controller().limit(limits=limit, user_api="blas")
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                if self._active == 0:
+                    self._limiter.restore_original_limits()
+                    self._limiter = None
+
+
+blas_limit = _BlasLimit()
+# Numba's workqueue layer (our default, see above) aborts the process when two threads enter
+# parallel regions at once. Calls from several threads therefore take turns through the kernels
+# (bind, checks and the Python around them stay concurrent). Measured in
+# benchmarks/threads.py: the lock costs under a microsecond a call, and concurrent throughput
+# equals serial throughput (each call's kernels already use every core; njit code holds the GIL).
+RUN_LOCK = threading.RLock()
 
 
 @functools.cache
@@ -98,54 +123,30 @@ def _arg(a: np.ndarray) -> np.ndarray:
     return a if a.flags.writeable else a.copy()
 
 
-@dataclass
-class Variant:
-    """A plan, its generated module and the Python closures that run its steps."""
-
-    plan: Plan
-    source: str
-    module: Any
-    steps: list[Callable]
-
-    @property
-    def parallel(self) -> bool:
-        return any(k.parallel for k in self.plan.kernels)
-
-
-class NumbaProgram:
+class NumbaProgram(PlannedProgram):
     """A derived graph compiled to Numba CPU kernels (see the module docstring)."""
 
+    backend = "numba"
+    module_prefix = "scg_k"
+
     def __init__(self, graph: Graph, precision: str = "float64", parallel: bool | None = None):
-        if precision not in PRECISIONS:
-            raise InputError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
-        self.graph = graph
-        self.precision = precision
-        self.dtype = PRECISIONS[precision]
-        self.parallel = parallel
-        self.lowered = lower(graph)
-        for node in graph.nodes:
-            cls = self.lowered.cls(node)
-            if cls is OpClass.LEAF:
-                continue
-            if not supported(node, cls) or (cls in (OpClass.HOST, OpClass.BLAS) and node.op not in numpy_impls):
-                raise BackendError(f"the numba backend has no template for op {node.op.pretty!r} "
-                                   f"(needed by {node.label()}, {node.type})")
-        self.rt = runtime_module(precision)
-        self._variants: dict[tuple[frozenset, frozenset], Variant] = {}
-        base = frozenset(n.uid for n in graph.nodes if n.op in _LOADED)
-        self._base = self._variant(base, frozenset())
+        self.fuse_parallel = parallel
+        super().__init__(graph, precision)
+
+    @property
+    def parallel(self) -> bool | None:
+        return self.fuse_parallel
+
+    def _supported(self, node: Node, cls: OpClass) -> bool:
+        return supported(node, cls)
+
+    def _load_runtime(self):
+        return runtime_module(self.precision)
+
+    def _render(self, plan: Plan) -> str:
+        return render_module(plan, self.lowered, self.precision, self.rt.__name__)
 
     # -- inspection ------------------------------------------------------------------
-    @property
-    def plan(self) -> Plan:
-        """The fused plan of a plain one-phase call (``print(est.plan)``)."""
-        return self._base.plan
-
-    @property
-    def source(self) -> str:
-        """The generated kernel module of a plain call."""
-        return self._base.source
-
     def llvm(self, kernel: str | None = None) -> str:
         """LLVM IR of the generated kernels (all, or the one named e.g. ``"k1"``)."""
         names = [k.name for k in self._base.plan.kernels if k.kind == "rows"]
@@ -170,20 +171,6 @@ class NumbaProgram:
         return types.SimpleNamespace(**self._inspectable_ns)
 
     # -- compilation -------------------------------------------------------------------
-    def _variant(self, given: frozenset, skip: frozenset) -> Variant:
-        key = (given, skip)
-        if key not in self._variants:
-            plan = fuse(self.lowered, given, skip, parallel=self.parallel)
-            source = render_module(plan, self.lowered, self.precision, self.rt.__name__)
-            try:
-                module = kernel_cache.load("scg_k", source)
-            except Exception as e:  # a template bug: say which graph, never show a raw traceback only
-                raise BackendError(f"numba could not compile the kernels of graph {self.graph.name!r}: "
-                                   f"{type(e).__name__}: {e}") from e
-            steps = [self._step(k, module) for k in plan.kernels]
-            self._variants[key] = Variant(plan, source, module, steps)
-        return self._variants[key]
-
     def _step(self, k: Kernel, module) -> Callable:
         by_uid = {n.uid: n for n in self.graph.nodes}
         dtype = self.dtype
@@ -192,14 +179,14 @@ class NumbaProgram:
             arrays = kernel_arrays(k, by_uid)
             outs = [(u, tuple(by_uid[u].shape), np.int64 if by_uid[u].dtype == "i64" else dtype)
                     for u in k.outputs]
-            checks = [(by_uid[u], i) for u, i in k.checks]
+            check = self.index_checks(k)
+            sites = module.SITES[k.name]
 
             def rows(V, env, k0, k1):
-                for node, i in checks:
-                    _check_indices(V[i], _depth(node), node, _CHECK_WHAT[node.op])
+                check(V.__getitem__)
                 for u, shape, dt in outs:
                     V[u] = np.empty((env.n, *shape), dt)
-                func(env.n, env.n_rows, k0, k1, dtype(1.0 / env.n), *[_arg(V[u]) for u in arrays])
+                func(env.n, env.n_rows, k0, k1, *sites, dtype(1.0 / env.n), *[_arg(V[u]) for u in arrays])
             return rows
         (node,) = k.nodes
         if k.kind == "cross" and node.op is Op.LOO_BASELINE:
@@ -219,6 +206,15 @@ class NumbaProgram:
                 V[node.uid] = out
             return colsum
 
+        if node.uid in self.folded:
+            cache: list[np.ndarray] = []
+
+            def folded(V, env, k0, k1):  # a constant: its numpy rule once, at the first call
+                if not cache:
+                    cache.append(run_node(node, [V[x.uid] for x in node.inputs], env))
+                V[node.uid] = cache[0]
+            return folded
+
         def host(V, env, k0, k1):  # BLAS (matmul, outer_sum) and unbatched nodes: the numpy rule itself
             V[node.uid] = run_node(node, [V[x.uid] for x in node.inputs], env)
         return host
@@ -229,33 +225,8 @@ class NumbaProgram:
         env, values, skip = bind(self.graph, params, inputs, precision=self.precision, **call)
         variant = self._variant(frozenset(values), frozenset(skip))
         k0, k1 = seed_key(env.seed)
-        with np.errstate(all="ignore"), blas_limit(variant.parallel):
+        with RUN_LOCK, np.errstate(all="ignore"), blas_limit():
             for step in variant.steps:
                 step(values, env, k0, k1)
-        self._check_arguments(values, env, skip, (params, inputs, call))
+        self.check_call(values.get, env, skip, self.spec(params, inputs, call))
         return values
-
-    def _check_arguments(self, values: dict[int, np.ndarray], env, skip, call) -> None:
-        """The spec's distribution-argument checks (numpy_ops.check_arguments), where the kernels skip them.
-
-        Arguments the plan materialises are checked directly; otherwise the generated
-        kernels run through (a NaN Bernoulli logit gives a NaN sample), and a non-finite
-        output makes this re-run the NumPy spec on the call, which raises its InputError
-        naming the node (if it raises nothing, the non-finite values are the spec's too).
-        """
-        nodes = self._checked_nodes
-        if not nodes or not numpy_ops.argument_checks():
-            return
-        for node in nodes:
-            if node.uid not in skip and any(x.uid in values for x in node.inputs):
-                numpy_ops.check_arguments(node, [values.get(x.uid) for x in node.inputs], env)
-        for node in self.graph.outputs.values():
-            v = values.get(node.uid)
-            if v is not None and v.dtype.kind == "f" and not np.isfinite(v).all():
-                params, inputs, kw = call
-                evaluate(self.graph, params, inputs, precision=self.precision, **kw)
-                return
-
-    @functools.cached_property
-    def _checked_nodes(self) -> list[Node]:
-        return [n for n in self.graph.nodes if n.op in numpy_ops.CHECKED_OPS]

@@ -4,13 +4,20 @@ Each ``rows`` kernel becomes an ``@njit`` function with an explicit signature
 (compiled when the module is imported, so typing problems surface at
 ``scg.compile`` time, and cached on disk with ``cache=True``)::
 
-    def k3(n, B, k0, k1, inv_n, a12, a15, a20):   # a<uid>: one array per value
+    SITES['k3'] = (4,)                                # the random sites this call of k3 uses
+    def k3(n, B, k0, k1, site0, inv_n, a0, a1, a2):   # a<i>: one array per value
         for r in prange(n):                          # rows; prange when parallel
             d = r // B                               # draw of row r (draw-major layout)
             b = r - d * B                            # user row of row r
             ... one block after the other: loops over per-row shapes, row ops
 
-Values live in registers (``v<uid>``) unless the plan materialises them. The
+Names are local to each kernel (numbered by first appearance) and random sites are
+arguments, so kernels computing the same pattern on other nodes (identical layers,
+the pieces of a long chain) have identical text: the first is compiled, the others
+are aliases (``k9 = k7``). Compile time then depends on the number of distinct
+patterns, not on depth.
+
+Values live in registers (``v<i>``) unless the plan materialises them. The
 text holds generated identifiers, numbers and op names only: never a user's
 node, graph or input name (those could contain quotes, newlines or code).
 """
@@ -39,6 +46,7 @@ import {runtime} as rt
 F = np.{precision}
 F64 = np.float64
 JIT = dict(cache=True, nogil=True, error_model="numpy")
+SITES = {{}}
 '''
 
 
@@ -78,6 +86,7 @@ class KernelContext:
         self.precision = precision
         self.outputs = set(kernel.outputs)
         self.registers: set[int] = set()   # values held in v<uid> in the current scope
+        self.sites: list[int] = []         # random sites, passed as the kernel's int64 arguments site<j>
         self._n = 0
 
     def fresh(self, prefix: str) -> str:
@@ -97,9 +106,12 @@ class KernelContext:
             return "F(math.inf)" if v > 0 else "F(-math.inf)"
         return f"F({v!r})"
 
-    @staticmethod
-    def site(node: Node) -> str:
-        return str(int(node.attrs["site"]))
+    def site(self, node: Node) -> str:
+        """The node's random site as an argument name: layers that differ only in their sites share a kernel."""
+        site = int(node.attrs["site"])
+        if site not in self.sites:
+            self.sites.append(site)
+        return f"site{self.sites.index(site)}"
 
     @staticmethod
     def elem(node: Node, idx: list[str]) -> str:
@@ -200,50 +212,66 @@ class Renderer:
 
     header = HEADER
 
-    def kernel_head(self, kernel: Kernel, precision: str, arrays: list[int], by_uid, out: Out) -> None:
-        sig = ", ".join(["int64"] * 4 + [precision] + [array_type(by_uid[u], precision) for u in arrays])
-        args = ", ".join(["n", "B", "k0", "k1", "inv_n"] + [f"a{u}" for u in arrays])
+    def kernel_head(self, kernel: Kernel, precision: str, arrays: list[int], by_uid, out: Out,
+                    n_sites: int = 0) -> None:
+        sig = ", ".join(["int64"] * (4 + n_sites) + [precision] + [array_type(by_uid[u], precision) for u in arrays])
+        args = ", ".join(["n", "B", "k0", "k1"] + [f"site{j}" for j in range(n_sites)] + ["inv_n"]
+                         + [f"a{u}" for u in arrays])
         out(f'@njit("void({sig})", parallel={kernel.parallel}, **JIT)')
-        out(f"def {kernel.name}({args}):")
+        out(f"def {KERNEL}({args}):")
 
     def row_loop(self, kernel: Kernel, out: Out) -> None:
         out(f"for r in {'prange' if kernel.parallel else 'range'}(n):")
 
-    def render_rows(self, kernel: Kernel, plan: Plan, lowered, precision: str, out: Out, by_uid) -> None:
-        arrays = kernel_arrays(kernel, by_uid)
-        self.kernel_head(kernel, precision, arrays, by_uid, out)
+    def render_rows(self, kernel: Kernel, plan: Plan, lowered, precision: str, by_uid) -> tuple[str, list[int]]:
+        """One kernel's source, named ``KERNEL`` and in kernel-local names, and its random sites (in order)."""
+        body = Out()
+        body.level = 2
+        cx = KernelContext(kernel, precision)
+        for block in kernel.blocks:
+            nodes = [by_uid[u] for u in block.nodes]
+            if block.kind == "op":
+                (node,) = nodes
+                body(f"# {node.op.pretty} #{node.uid}")
+                row_templates[node.op](node, cx, body)
+                if loop_shape(node.shape) == ():
+                    cx.registers.add(node.uid)
+                continue
+            _render_loop(block, nodes, cx, body, lowered)
+        out = Out()
+        self.kernel_head(kernel, precision, kernel_arrays(kernel, by_uid), by_uid, out, len(cx.sites))
         out.indent()
         out(f"# {len(kernel.nodes)} nodes in {len(kernel.blocks)} blocks; materialised: {len(kernel.outputs)}")
         self.row_loop(kernel, out)
         out.indent()
         out("d = r // B")
         out("b = r - d * B")
-        cx = KernelContext(kernel, precision)
-        for block in kernel.blocks:
-            nodes = [by_uid[u] for u in block.nodes]
-            if block.kind == "op":
-                (node,) = nodes
-                out(f"# {node.op.pretty} #{node.uid}")
-                row_templates[node.op](node, cx, out)
-                if loop_shape(node.shape) == ():
-                    cx.registers.add(node.uid)
-                continue
-            _render_loop(block, nodes, cx, out, lowered)
-        out.dedent()
-        out.dedent()
+        return local_names("\n".join(out.lines + body.lines)), cx.sites
+
+    def alias(self, name: str, first: str) -> str:
+        """Source binding kernel ``name`` to an identical, already compiled kernel ``first``."""
+        return f"{name} = {first}  # same pattern as {first}"
 
     def render_module(self, plan: Plan, lowered, precision: str, runtime: str) -> str:
-        """The module source for every ``rows`` kernel of ``plan``."""
+        """The module source for every ``rows`` kernel of ``plan``; kernels of one pattern are compiled once."""
         by_uid = {n.uid: n for n in plan.graph.nodes}
         rows = [k for k in plan.kernels if k.kind == "rows"]
+        patterns: dict[str, str] = {}
         out = Out()
         out(self.header.format(precision=precision, n=len(rows), runtime=runtime))
         for k in rows:
+            text, sites = self.render_rows(k, plan, lowered, precision, by_uid)
             out("")
-            self.render_rows(k, plan, lowered, precision, out, by_uid)
-        return canonical_names("\n".join(out.lines) + "\n", plan)
+            out(f"SITES[{k.name!r}] = {tuple(sites)!r}")
+            if text in patterns:
+                out(self.alias(k.name, patterns[text]))
+                continue
+            patterns[text] = k.name
+            out(text.replace(KERNEL, k.name))
+        return "\n".join(out.lines) + "\n"
 
 
+KERNEL = "KERNEL__"   # placeholder for a kernel's name while its pattern is compared
 _UID_NAME = re.compile(r"(?<!\w)([avs]|#)(\d+)\b")
 
 
@@ -261,6 +289,22 @@ def canonical_names(source: str, plan: Plan) -> str:
         return f"{m.group(1)}{local[uid]}" if uid in local else m.group(0)
 
     return _UID_NAME.sub(rename, source)
+
+
+def local_names(text: str) -> str:
+    """Renumber the uid-based names of one kernel by first appearance in it.
+
+    Two kernels computing the same pattern on other nodes (identical layers) then have
+    identical text and are compiled once; the text also no longer depends on uids, so
+    the module's content hash (the kernel cache key) is the same in every process.
+    """
+    local: dict[int, int] = {}
+
+    def rename(m: re.Match) -> str:
+        i = local.setdefault(int(m.group(2)), len(local))
+        return f"{m.group(1)}{i}"
+
+    return _UID_NAME.sub(rename, text)
 
 
 def render_module(plan: Plan, lowered, precision: str, runtime: str) -> str:

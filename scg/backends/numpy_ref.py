@@ -80,6 +80,10 @@ def _as_array(value: Any, node: Node, what: str) -> np.ndarray:
     if node.dtype == I64:
         if arr.dtype.kind not in "iu":
             raise InputError(f"{what} {node.label()} must be an integer array (declared int64), got dtype {arr.dtype}")
+        if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:  # would wrap to negatives
+            first = np.unravel_index(int(np.argmax(arr > np.iinfo(np.int64).max)), arr.shape)
+            raise InputError(f"{what} {node.label()} has value {int(arr[first])} at index {tuple(map(int, first))}, "
+                             "which does not fit int64 (the declared dtype)")
     elif arr.dtype.kind not in "fiub":
         raise InputError(f"{what} {node.label()} must be a real numeric array, got dtype {arr.dtype}")
     return arr
@@ -224,7 +228,7 @@ def run_node(node: Node, args: list[np.ndarray], env: Env) -> np.ndarray:
                            f"(needed by {node.label()})") from None
     try:
         out = np.asarray(impl(node, args, env))
-    except ScgError:
+    except (ScgError, MemoryError):  # out of memory is the call's size, not a bug: the caller reports it
         raise
     except Exception as e:  # a NumPy failure inside a rule is a backend bug; say where it happened
         raise BackendError(f"numpy {node.op.pretty} failed at {node.label()} ({node.type}): {e}") from e

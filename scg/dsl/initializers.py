@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from scg.errors import GraphError
+from scg.guards import memory_limit
 
 NAMED_INITS = ("zeros", "ones", "normal", "glorot")
 
@@ -40,6 +41,10 @@ def initial_value(name: str, shape: tuple[int, ...], init: Any, seed: int) -> np
     """The initial value of one parameter; its stream depends on (seed, name) only."""
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise GraphError(f"init_params: seed must be a non-negative int, got {seed!r}")
+    need, limit = 8 * math.prod(shape), memory_limit()
+    if limit is not None and need > limit:
+        raise GraphError(f"param {name!r} of shape {list(shape)} needs {need / 2**30:,.1f} GiB as float64, more than "
+                         f"the {limit / 2**30:,.1f} GiB of memory this process may use")
     rng = np.random.default_rng([int(seed), zlib.crc32(name.encode())])
     fan_in = shape[0] if len(shape) >= 2 else max(1, shape[0] if shape else 1)
     if init is None:
@@ -56,7 +61,12 @@ def initial_value(name: str, shape: tuple[int, ...], init: Any, seed: int) -> np
             limit = math.sqrt(6.0 / (fan_in + fan_out))
             value = rng.uniform(-limit, limit, size=shape)
     elif callable(init):
-        value = np.asarray(init(rng, shape), dtype=np.float64)
+        out = init(rng, shape)
+        try:
+            value = np.asarray(out, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise GraphError(f"param {name!r}: init {getattr(init, '__name__', init)!r} returned {out!r:.60} "
+                             f"({type(out).__name__}); expected an array of shape {list(shape)}") from None
     elif _is_number(init):
         value = np.full(shape, float(init))
     else:

@@ -98,6 +98,9 @@ class Value:
     def reshape(self, *shape: int) -> Value:
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
+        if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape):
+            raise GraphError(f"reshape of {describe(self.node)}: the new per-row shape must be ints, got "
+                             f"{shape!r:.80}")
         return apply(Op.RESHAPE, self, shape=tuple(int(d) for d in shape))
 
 

@@ -57,8 +57,32 @@ class Node:
         return self.type.batched
 
     def label(self) -> str:
-        """How errors refer to this node: the user's name, else op and id."""
-        return repr(self.name) if self.name else f"<{self.op.pretty} #{self.uid}>"
+        """How errors refer to this node: the user's name, else its expression in the user's names
+        (``one_hot(y + 1)``, two levels deep), never an internal id."""
+        return repr(self.name) if self.name else f"`{expression(self)}`"
 
     def __repr__(self) -> str:
         return f"Node({self.op.pretty}, {self.label()}, {self.type})"
+
+
+_INFIX = {Op.ADD: "+", Op.SUB: "-", Op.MUL: "*", Op.DIV: "/", Op.MATMUL: "@"}
+
+
+def expression(node: Node, depth: int = 2) -> str:
+    """``node`` as an expression over named nodes and constants, ``...`` below ``depth`` levels
+    (depth is a small constant: no recursion over the depth of the graph)."""
+    if node.name:
+        return node.name
+    if node.op is Op.CONST:
+        value = node.attrs.get("value")
+        size = getattr(value, "size", 1)
+        return repr(value.item() if size == 1 and hasattr(value, "item") else value) if size == 1 else "const"
+    if depth == 0:
+        return "..."
+    args = [expression(x, depth - 1) for x in node.inputs]
+    if node.op in _INFIX and len(args) == 2:
+        wrap = [a if " " not in a else f"({a})" for a in args]
+        return f"{wrap[0]} {_INFIX[node.op]} {wrap[1]}"
+    if node.op is Op.NEG:
+        return f"-{args[0]}" if " " not in args[0] else f"-({args[0]})"
+    return f"{node.op.pretty}({', '.join(args)})"

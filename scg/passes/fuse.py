@@ -28,11 +28,20 @@ from types import MappingProxyType
 
 from scg.ir.graph import Graph
 from scg.ir.node import Node
+from scg.ir.ops import STOCHASTIC_OPS, Op
 from scg.ir.printer import assign_names
+from scg.ir.types import I64
 from scg.passes.lower import ARRAY_OPERAND_OPS, ROW_CLASSES, Lowered, OpClass
 
 # per-row work (elements touched) from which a row kernel is worth a parallel region
 PARALLEL_MIN_WORK = 4096
+# Bounds on one generated kernel. Numba's compile time grows faster than linearly with a
+# function's size (measured: one prange kernel copying through 100 arrays 26 s, 200 arrays
+# 85 s; a 600-op tanh chain as one kernel ended in RecursionError), so a long run of per-row
+# work is cut into kernels of at most this many nodes / array operands: compile time is then
+# linear in the graph, and identical pieces share one compiled kernel (numba_render).
+MAX_KERNEL_NODES = 48
+MAX_KERNEL_READS = 24
 
 
 def loop_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -177,7 +186,7 @@ def fuse(lowered: Lowered, given: frozenset[int] = frozenset(), skip: frozenset[
     for n in todo:
         for x in n.inputs:
             consumers.setdefault(x.uid, []).append(n)
-    outputs = {n.uid for n in graph.outputs.values()}
+    outputs = {n.uid for n in graph.outputs.values()} | _checked_labels(graph)
 
     kernels: list[Kernel] = []
     groups: list[tuple[int, list[Node]]] = []
@@ -194,9 +203,39 @@ def fuse(lowered: Lowered, given: frozenset[int] = frozenset(), skip: frozenset[
                 ins = tuple(dict.fromkeys(x.uid for x in n.inputs))
                 kernels.append(Kernel(f"k{len(kernels)}", kind, (n,), ins, (n.uid,)))
             continue
-        kernels.append(_row_kernel(f"k{len(kernels)}", members, lowered, consumers, outputs, parallel))
+        for chunk in _chunks(members):
+            kernels.append(_row_kernel(f"k{len(kernels)}", chunk, lowered, consumers, outputs, parallel))
     return Plan(graph, tuple(kernels), frozenset(given), frozenset(skip),
                 MappingProxyType(assign_names(graph)))
+
+
+def _checked_labels(graph: Graph) -> set[int]:
+    """Computed integer labels compared with a categorical sample (``equal(a, y + 1)``): written to
+    full arrays, so the call-time range check sees them as it sees an input label."""
+    labels = set()
+    for n in graph.nodes:
+        if n.op is Op.EQUAL:
+            for sample, label in (n.inputs, n.inputs[::-1]):
+                if sample.op is Op.CATEGORICAL and label.dtype == I64 and label.op not in STOCHASTIC_OPS:
+                    labels.add(label.uid)
+    return labels
+
+
+def _chunks(members: list[Node]) -> list[list[Node]]:
+    """Consecutive pieces of a row group (in topological order) within the kernel size bounds."""
+    chunks: list[list[Node]] = [[]]
+    local: set[int] = set()
+    reads: set[int] = set()
+    for n in members:
+        new = {x.uid for x in n.inputs if x.uid not in local} - reads
+        if chunks[-1] and (len(chunks[-1]) >= MAX_KERNEL_NODES or len(reads) + len(new) > MAX_KERNEL_READS):
+            chunks.append([])
+            local, reads = set(), set()
+            new = {x.uid for x in n.inputs}
+        chunks[-1].append(n)
+        local.add(n.uid)
+        reads |= new
+    return chunks
 
 
 def _row_kernel(name: str, members: list[Node], lowered: Lowered, consumers, outputs, parallel) -> Kernel:

@@ -11,6 +11,7 @@ bit), grads and costs to 1e-10 in float64 and 1e-4 in float32.
 """
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -212,3 +213,68 @@ def test_out_of_range_index_same_error_as_numpy():
     with pytest.raises(InputError) as e2:
         scg.compile(g, backend="cuda")(*args)
     assert str(e1.value) == str(e2.value)
+
+
+# -- one argument-check path: the bad-input catalogue's call-time cases, word for word on cuda --------------
+def _catalogue():
+    from tests.hardening import test_bad_inputs as catalogue
+    return catalogue
+
+
+_CALL_TIME = ("equal-label", "one-hot-index", "probs-", "nan-logits", "categorical-", "normal-", "nan-param",
+              "inf-input", "input-", "label-float", "missing-", "extra-", "param-wrong", "rows-disagree",
+              "loo-with-one", "zero-samples", "negative-seed", "empty-batch", "external-cost")
+
+
+def _catalogue_cases():
+    return [c for c in _catalogue().CASES if c[0].startswith(_CALL_TIME)]
+
+
+@pytest.mark.parametrize("case", _catalogue_cases(), ids=[c[0] for c in _catalogue_cases()])
+def test_bad_input_catalogue_on_cuda(case):
+    """CUDA refuses exactly what numpy refuses, with numpy's message (these once were raw ValueErrors or passed)."""
+    _, action, error, match = case
+    with pytest.raises(error, match=match) as got:
+        action("cuda")
+    with pytest.raises(error) as want:
+        action("numpy")
+    same = re.compile(r"#\d+")  # internal ids differ between two compiled estimators
+    assert same.sub("#", str(got.value)) == same.sub("#", str(want.value))
+
+
+def test_catalogue_selection_covers_the_argument_checks():
+    ids = {c[0] for c in _catalogue_cases()}
+    assert {"probs-above-one", "equal-label-too-big", "normal-negative-scale", "categorical-nan-logits"} <= ids
+    assert len(ids) >= 25
+
+
+def test_check_finite_false_lets_nan_through_on_cuda():
+    cat = _catalogue()
+    lenient = scg.compile(cat.GRAPHS["bandit"], "reinforce", backend="cuda", check_finite=False)
+    out = lenient({**cat.BP, "W1": cat.with_nan(cat.BP["W1"])}, cat.INPUTS["bandit"], seed=1)
+    assert np.isnan(out.grads["W1"]).any()
+    # probs=1.5 gives NaN on a GPU; the simulator runs math.log as Python, which raises: a BackendError, not raw
+    lenient = scg.compile(cat.GRAPHS["probs"], "reinforce", backend="cuda", check_finite=False)
+    bad = {**cat.INPUTS["probs"], "p": cat.with_nan(np.full((cat.B, 3), 0.5), (1, 2), 1.5)}
+    with pytest.raises(BackendError, match="a cuda kernel of graph 'probs.reinforce' failed"):
+        lenient(cat.PARAMS["probs"], bad, seed=1)
+    with pytest.raises(InputError, match="probs outside"):  # the strict estimator still refuses
+        cat.call("probs", "cuda", inputs={"p": bad["p"]})
+
+
+def test_a_kernel_error_without_bad_arguments_is_a_backend_error():
+    """A kernel that fails although the spec accepts the call: BackendError naming the graph, not a raw error."""
+    est = scg.compile(gaussian(), estimator="scg", backend="cuda")
+    params, inputs = data(gaussian())
+    steps = est.program._base.steps
+    step = steps[0]
+
+    def broken(*args):
+        raise ValueError("math domain error")
+    steps[0] = broken
+    try:
+        with pytest.raises(BackendError, match=r"a cuda kernel of graph 'gauss\S*' failed: ValueError"):
+            est(params, inputs)
+    finally:
+        steps[0] = step
+    est(params, inputs)

@@ -70,7 +70,7 @@ def test_unsupported_op_is_a_clear_compile_time_error(monkeypatch):
     with g:
         x = scg.input("x", shape=(2,))
         scg.cost("c", scg.tanh(x).sum())
-    with pytest.raises(BackendError, match=r"no template for op 'tanh'"):
+    with pytest.raises(BackendError, match=r"the numba backend has no kernel template for op 'tanh'"):
         NumbaProgram(g, "float64")
 
 
@@ -120,3 +120,29 @@ def test_same_bits_for_one_and_two_threads():
                          env={**__import__("os").environ, "NUMBA_NUM_THREADS": "2"})
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.startswith("ok 2")
+
+
+def test_constants_are_folded_once(monkeypatch):
+    """Constants (and pure ops of constants) run their numpy rule at the first call only, then are reused."""
+    from scg.backends import numba_cpu
+    est = scg.compile(bandit(), estimator="hnca", backend="numba")
+    params, inputs = data(est.model)
+    folded = est.program.folded
+    assert folded and all(not n.batched for n in est.ir.nodes if n.uid in folded)
+    calls: list[Op] = []
+    real = numba_cpu.run_node
+
+    def counting(node, args, env):
+        calls.append(node.op)
+        return real(node, args, env)
+    monkeypatch.setattr(numba_cpu, "run_node", counting)
+    first = est(params, inputs, seed=1)
+    n_first = calls.count(Op.CONST)
+    calls.clear()
+    second = est(params, inputs, seed=1)
+    assert n_first >= 1 and calls.count(Op.CONST) == 0, (n_first, calls)
+    for k in first.grads:
+        assert np.array_equal(first.grads[k], second.grads[k])
+    ref = scg.compile(bandit(), estimator="hnca", backend="numpy")(params, inputs, seed=1)
+    for k in ref.grads:
+        np.testing.assert_allclose(second.grads[k], ref.grads[k], rtol=1e-10, atol=1e-12)
