@@ -23,7 +23,7 @@ from pathlib import Path
 
 from scg.errors import ScgError
 
-ESTIMATORS = ("reinforce", "scg", "muprop", "hnca")
+ESTIMATORS = ("reinforce", "scg", "muprop", "hnca", "arm", "disarm", "vimco", "concrete", "gumbel_st")
 BENCH_SCRIPT = Path("benchmarks") / "bandit_step.py"
 
 
@@ -77,8 +77,10 @@ def _parse_estimator(text: str):
 def _compile(graph, args):
     from scg.compiled import compile as scg_compile
 
+    options = None if getattr(args, "temperature", None) is None else {"temperature": args.temperature}
     return scg_compile(graph, estimator=_parse_estimator(args.estimator), backend=args.backend,
-                       baseline=args.baseline, precision=args.precision)
+                       baseline=args.baseline, precision=args.precision,
+                       objective=getattr(args, "objective", "mean"), options=options)
 
 
 def cmd_inspect(args) -> int:
@@ -165,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--baseline", choices=["ema", "loo"], default=None, help="baseline (default: none)")
         sp.add_argument("--backend", default="numpy", help="numpy (reference interpreter), numba, cuda")
         sp.add_argument("--precision", default="float64", choices=["float32", "float64"])
+        sp.add_argument("--objective", default="mean", choices=["mean", "iwae"],
+                        help="mean: E[total cost]; iwae: the K-sample bound (with --estimator vimco)")
+        sp.add_argument("--temperature", type=float, default=None, help="concrete / gumbel_st temperature")
 
     sp = sub.add_parser("inspect", help="print the model IR, the derived estimator IR and the backend's fused plan",
                         description="Print the model IR, the estimator IR derived for it (with which estimator "

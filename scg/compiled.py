@@ -23,7 +23,7 @@ import numpy as np
 from scg import guards
 from scg.backends import numpy_ops
 from scg.backends.registry import get_backend
-from scg.errors import InputError, ScgError
+from scg.errors import EstimatorError, InputError, ScgError
 from scg.estimators.derive import derive
 from scg.ir.graph import Graph
 from scg.ir.node import Node
@@ -39,6 +39,7 @@ class Result:
     samples: dict[str, np.ndarray]
     n_rows: int
     n_samples: int
+    objective: float | None = None   # objective="iwae": this call's K-sample objective (mean over rows of -L)
     hessian: dict[tuple[str, str], np.ndarray] | None = None  # estimator="dice", order=2 (scg.compiled_dice)
     hvp: dict[str, np.ndarray] | None = None                   # est.hvp(...) of a dice estimator
 
@@ -80,7 +81,8 @@ class CompiledEstimator:
     """
 
     def __init__(self, model: Graph, estimator, backend: str, baseline: str | None, precision: str,
-                 ema_decay: float, check_finite: bool = True, derived=None):
+                 ema_decay: float, check_finite: bool = True, derived=None, objective: str = "mean",
+                 options=None, n_samples: int | None = None):
         if not 0.0 <= ema_decay < 1.0:
             raise ScgError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
         self.model = model
@@ -88,10 +90,14 @@ class CompiledEstimator:
         self.precision = precision
         self.ema_decay = ema_decay
         self.check_finite = check_finite
+        self.n_samples = _default_draws(n_samples, objective, estimator)
         if derived is None:  # a subclass may bring its own derivation (scg.compiled_dice)
-            derived = derive(model, estimator, baseline)
+            derived = derive(model, estimator, baseline, objective, options)
         self.ir = derived.graph
         self.assignment = derived.assignment
+        self.objective = getattr(derived, "objective", "mean")
+        self.options = dict(getattr(derived, "options", None) or {})
+        self.unbiased = getattr(derived, "unbiased", True)  # False for concrete / gumbel_st (they warn)
         self.baseline = baseline
         self.program = self._bind(self.ir)
         self.state: dict[str, np.ndarray] = {}
@@ -141,9 +147,10 @@ class CompiledEstimator:
         names = [k.removeprefix("ema/") for k in self.ir.outputs if k.startswith("ema/")]
         return {n: self.state.get(n, np.zeros(())) for n in names}
 
-    def sample(self, params, inputs, *, seed: int = 0, n_samples: int = 1) -> Run:
+    def sample(self, params, inputs, *, seed: int = 0, n_samples: int | None = None) -> Run:
         """Draw the samples (phase 1); ``run.grads(external=...)`` finishes the call."""
         self._finite(params, inputs)
+        n_samples = self._check_draws(n_samples)
         guards.check_call_size(self.ir, inputs, n_samples, self.precision)
         call = {"seed": seed, "n_samples": n_samples}
         state = self._state()
@@ -154,12 +161,13 @@ class CompiledEstimator:
         run.samples = self._samples(values, n_samples)
         return run
 
-    def __call__(self, params, inputs, *, seed: int = 0, n_samples: int = 1) -> Result:
+    def __call__(self, params, inputs, *, seed: int = 0, n_samples: int | None = None) -> Result:
         if self.model.external_costs:
             names = ", ".join(self.model.external_costs)
             raise InputError(f"graph {self.model.name!r} has external costs ({names}); call "
                              "run = est.sample(params, inputs, seed=...) and then run.grads(external={...})")
         self._finite(params, inputs)
+        n_samples = self._check_draws(n_samples)
         guards.check_call_size(self.ir, inputs, n_samples, self.precision)
         call = {"seed": seed, "n_samples": n_samples}
         with guards.out_of_memory(n_samples):
@@ -173,6 +181,16 @@ class CompiledEstimator:
                                   overrides=overrides, **run.call)
         first, run.finished = not run.finished, True
         return self._result(values, run.call["n_samples"], update_ema=first)
+
+    def _check_draws(self, n_samples):
+        """The call's draws per row: ``n_samples``, else the compiled default; K >= 2 under objective='iwae'."""
+        if n_samples is None:
+            n_samples = self.n_samples
+        if self.objective == "iwae" and isinstance(n_samples, (int, np.integer)) and n_samples < 2:
+            # K = 1 draw makes the K-sample bound the plain objective and VIMCO's signal undefined
+            raise InputError(f"objective='iwae' is the K-sample bound: call with n_samples=K >= 2 draws per row "
+                             f"(got n_samples={n_samples})")
+        return n_samples
 
     def _finite(self, params, inputs) -> None:
         """An empty batch is an error; so is NaN/inf in params or inputs unless ``check_finite=False``.
@@ -215,8 +233,9 @@ class CompiledEstimator:
             elif key.startswith("ema/") and update_ema:
                 self._update_ema(key.removeprefix("ema/"), values[node.uid])
         rows = next((values[node.uid].shape[0] // k for key, node in outs.items() if key.startswith("cost/")), 1)
+        objective = float(values[outs["objective"].uid]) if "objective" in outs else None
         return Result(grads=grads, cost=float(values[outs["cost"].uid]), costs=costs,
-                      samples=self._samples(values, k), n_rows=rows, n_samples=k)
+                      samples=self._samples(values, k), n_rows=rows, n_samples=k, objective=objective)
 
     def _update_ema(self, name: str, value: np.ndarray) -> None:
         value = np.asarray(value, dtype=np.float64)
@@ -244,6 +263,19 @@ class _Unchecked:
         return getattr(self.inner, name)
 
 
+def _default_draws(n_samples, objective: str, estimator) -> int:
+    """``compile(n_samples=K)``: the draws per row of calls that do not pass their own."""
+    if n_samples is None:
+        return 1  # under objective='iwae' a call must then say n_samples=K >= 2 itself
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+        raise InputError(f"n_samples must be a positive int, got {n_samples!r}")
+    if objective == "iwae" and n_samples < 2:
+        who = f"estimator {estimator!r}" if isinstance(estimator, str) else "the estimator"
+        raise EstimatorError(f"{who} with objective='iwae' estimates the K-sample bound, which needs "
+                             f"n_samples=K >= 2 draws per row (got n_samples={n_samples})")
+    return int(n_samples)
+
+
 def _array_or_none(value) -> np.ndarray | None:
     """``value`` as an array, or None where NumPy refuses it (ragged lists: bind() reports those)."""
     try:
@@ -266,11 +298,18 @@ def _per_draw(value: np.ndarray, k: int) -> np.ndarray:
 
 def compile(graph: Graph, estimator="scg", backend: str = "numpy", baseline: str | None = None, *,
             precision: str = "float64", ema_decay: float = 0.9, check_finite: bool = True, order: int = 1,
-            options: Mapping[str, Any] | None = None) -> CompiledEstimator:
+            objective: str = "mean", options: Mapping[str, Any] | None = None,
+            n_samples: int | None = None) -> CompiledEstimator:
     """Derive ``graph``'s gradient estimator as IR and bind it to a backend.
 
-    ``estimator``: ``"reinforce"``, ``"scg"``, ``"muprop"``, ``"hnca"``, or a dict
-    ``{"default": ..., "<node>": ...}``. ``baseline``: None, ``"ema"`` or ``"loo"``
+    ``estimator``: ``"reinforce"``, ``"scg"``, ``"muprop"``, ``"hnca"``, ``"arm"``,
+    ``"disarm"``, ``"vimco"`` (with ``objective="iwae"``), ``"concrete"``, ``"gumbel_st"``
+    (biased: they warn, ``est.unbiased`` is False), or a dict ``{"default": ..., "<node>": ...}``.
+    ``objective``: ``"mean"`` (``J = E[mean over rows of the total cost]``) or ``"iwae"``
+    (``E[mean over rows of -log mean_k exp(-C_k)]`` over the ``n_samples=K >= 2`` draws).
+    ``options``: estimator settings, e.g. ``{"temperature": 0.5}`` for the relaxed ones.
+    ``n_samples``: default draws per row for calls that do not pass ``n_samples``
+    (default 1; ``objective="iwae"`` refuses fewer than 2, so say K here or in each call). ``baseline``: None, ``"ema"`` or ``"loo"``
     (leave-one-out across ``n_samples`` draws of a row; needs ``n_samples >= 2``).
     ``precision``: ``"float64"`` (default) or ``"float32"``. ``ema_decay``: the EMA
     baseline's decay. ``check_finite``: refuse NaN/inf in params and inputs (default).
@@ -283,6 +322,6 @@ def compile(graph: Graph, estimator="scg", backend: str = "numpy", baseline: str
         if estimator != "dice":
             refuse_order(estimator, order)
         return compile_dice(graph, backend, baseline, precision, ema_decay, check_finite, order, options)
-    if options:
-        raise ScgError(f"estimator {estimator!r} takes no options, got {', '.join(map(repr, options))}")
-    return CompiledEstimator(graph, estimator, backend, baseline, precision, ema_decay, check_finite)
+    # options are checked by the derivation (scg.estimators.zoo): unknown keys are an error
+    return CompiledEstimator(graph, estimator, backend, baseline, precision, ema_decay, check_finite,
+                             objective=objective, options=options, n_samples=n_samples)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scg.errors import ScgError
+from scg.variance_tracking import VarianceTracker, plot_variance  # variance over training (DisARM / CARMS)
 
 
 @dataclass(frozen=True)
@@ -84,3 +85,5 @@ def compare(estimators: Mapping[str, object], params, inputs, *, n: int = 100, s
                         f"{results[label][p].summary()['median_snr']:>14.4g}" for label in results)
         rows.append(f"{p:<12}" + cells)
     return "\n".join(rows)
+
+__all__ = ["GradientStats", "VarianceTracker", "compare", "gradient_stats", "plot_variance"]

@@ -24,7 +24,7 @@ import numpy as np
 from scg import exact_quadrature as quadrature
 from scg.backends.numpy_ref import evaluate
 from scg.errors import ExactError
-from scg.ir.distributions import DENSITY_OF
+from scg.ir.distributions import DENSITY_OF, DISTRIBUTIONS
 from scg.ir.graph import Graph
 from scg.ir.node import Node
 from scg.ir.ops import STOCHASTIC_OPS, Op
@@ -85,7 +85,8 @@ def _enumeration_graph(graph: Graph, quadrature_weight: bool = False
 
 def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndarray], *,
           max_configs: int = DEFAULT_MAX_CONFIGS,
-          quadrature_points: int = quadrature.DEFAULT_QUADRATURE_POINTS, order: int = 1) -> ExactResult:
+          quadrature_points: int = quadrature.DEFAULT_QUADRATURE_POINTS, order: int = 1,
+          objective: str = "mean", n_samples: int = 1) -> ExactResult:
     """Exact ``E[cost]`` and its gradient by enumeration (Gauss-Hermite quadrature for Normal nodes).
 
     Discrete samples are enumerated; each element of a Normal sample takes the
@@ -104,6 +105,10 @@ def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndar
     ``params[p].shape + params[q].shape``, by second-order autodiff of the same
     enumeration graph (`scg.passes.higher.hessian`; one reverse pass per
     parameter element, so meant for small parameters).
+
+    ``objective="iwae"`` with ``n_samples=K``: the exact K-sample objective
+    ``E[mean over rows of -log (1/K) sum_k exp(-C_k)]`` and its gradient instead, by
+    enumerating K-tuples of configurations (``n_configs`` is then the tuple count).
 
     >>> import numpy as np, scg
     >>> g = scg.Graph("coin")
@@ -124,6 +129,19 @@ def exact(graph: Graph, params: dict[str, np.ndarray], inputs: dict[str, np.ndar
         raise ExactError(f"graph {graph.name!r} has no cost to take the expectation of")
     if not isinstance(quadrature_points, int) or isinstance(quadrature_points, bool) or quadrature_points < 1:
         raise ExactError(f"quadrature_points must be a positive int, got {quadrature_points!r}")
+    if objective == "iwae":
+        if order != 1:
+            raise ExactError("scg.exact(objective='iwae') computes the gradient only (order=1)")
+        if any(not DISTRIBUTIONS[n.op].discrete for n in graph.nodes if n.op in STOCHASTIC_OPS):
+            raise ExactError("scg.exact(objective='iwae') enumerates discrete graphs only (no quadrature "
+                             "for Normal nodes under the K-sample objective)")
+        from scg.exact_iwae import exact_iwae
+
+        def discrete_configurations(sites, limit):
+            return quadrature.configurations(sites, limit, quadrature_points)[:2]
+        return exact_iwae(graph, params, inputs, n_samples, max_configs, discrete_configurations, _batch_size)
+    if objective != "mean":
+        raise ExactError(f"unknown objective {objective!r}; expected 'mean' or 'iwae'")
     sites = [n for n in graph.nodes if n.op in STOCHASTIC_OPS]
     quadrature.check_continuous(graph)
     n_configs, table, log_qw = quadrature.configurations(sites, max_configs, quadrature_points)

@@ -53,7 +53,7 @@ SITES = {{}}
 # ops whose CPU template cannot run in a CUDA kernel (none today); each would need a CUDA template
 UNSUPPORTED: frozenset = frozenset()
 # elementwise templates that need a row (random sites, 1/n) or an index check: unbatched ones stay on the host
-_ROW_BOUND = frozenset({Op.BERNOULLI, Op.NORMAL, Op.NOISE_NORMAL, Op.ROW_SCALE, Op.ONE_HOT, Op.TAKE})
+_ROW_BOUND = frozenset({Op.BERNOULLI, Op.NORMAL, Op.NOISE_NORMAL, Op.NOISE_UNIFORM, Op.ROW_SCALE, Op.ONE_HOT, Op.TAKE})
 
 
 def device_host_op(node: Node, kernel: Kernel) -> bool:

@@ -88,6 +88,10 @@ def _noise(node, cx, idx):
     return f"rt.normal_at(k0, k1, {cx.site(node)}, d, b, {cx.elem(node, idx)})"
 
 
+def _noise_uniform(node, cx, idx):
+    return f"F(rt.uniform1(k0, k1, {cx.site(node)}, d, b, {cx.elem(node, idx)}))"  # numpy_zoo.noise_uniform
+
+
 def _normal(node, cx, idx):
     loc, scale = (cx.fval(x, idx) for x in node.inputs)
     return f"({loc} + {scale} * {_noise(node, cx, idx)})"
@@ -117,6 +121,7 @@ map_templates: dict[Op, Callable[[Node, object, list[str]], str]] = {
     Op.RESHAPE: _reshape, Op.ONE_HOT: _one_hot, Op.TAKE: _take,
     Op.BERNOULLI: _bernoulli, Op.NORMAL: _normal, Op.NOISE_NORMAL: _noise,
     Op.ROW_SCALE: lambda node, cx, idx: "inv_n",
+    Op.NOISE_UNIFORM: _noise_uniform, Op.STRAIGHT_THROUGH: _identity,
     Op.BERNOULLI_LOGP: _bernoulli_logp, Op.NORMAL_LOGP: _normal_logp,
 }
 

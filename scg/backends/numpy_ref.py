@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from scg.backends import numpy_credit  # noqa: F401  (registers the estimator composites)
+from scg.backends import numpy_credit, numpy_zoo  # noqa: F401  (register the estimator composites' rules)
 from scg.backends.numpy_ops import numpy_impls
 from scg.errors import BackendError, InputError, ScgError
 from scg.ir.graph import Graph

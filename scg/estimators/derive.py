@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from scg.errors import ScgWarning
-from scg.estimators import score_function
+from scg.estimators import score_function, vimco, zoo
 from scg.estimators.base import SurrogateBuilder
 from scg.estimators.pathwise import reparameterise
 from scg.estimators.registry import SITE_RULES, assign
@@ -45,20 +45,31 @@ class Derived:
     graph: Graph                      # the estimator IR
     assignment: Mapping[str, str]     # sample name -> estimator used for it
     baseline: str | None
+    objective: str = "mean"
+    options: Mapping = None       # resolved estimator options (temperature, ...)
+    unbiased: bool = True         # False when a biased estimator (concrete, gumbel_st) serves a node
 
 
-def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: str | None = None) -> Derived:
-    routing = route(model, assign(model, estimator))
+def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: str | None = None,
+           objective: str = "mean", options: Mapping | None = None) -> Derived:
+    assigned = assign(model, estimator)
+    opts = zoo.check(model, assigned, objective, options)
+    zoo.warn_biased(assigned, opts)
+    routing = route(model, assigned)
+    zoo.check_routing(routing, objective)
     assignment = routing.assignment
     label = estimator if isinstance(estimator, str) else "mixed"
     pathwise = {n for n, e in assignment.items() if e == "pathwise"}
     graph, rewritten = reparameterise(model, pathwise)
     maybe_verify(graph, "reparameterise")
+    graph, relaxed = zoo.relax_sites(graph, assignment, opts)
+    maybe_verify(graph, "relax")
     deps = analyse(graph)
-    _warn_about_dead_ends(graph, deps)
+    _warn_about_dead_ends(graph, deps, skip=set(relaxed))
 
     work = graph.derive(f"{model.name}.{label}")
     builder = SurrogateBuilder(work, deps, baseline)
+    builder.cache["objective"] = objective
     for name, info in deps.sites.items():
         if name in routing.reasons:
             score_function.derive_site(builder, info, label=f"score function (not pathwise: {routing.reasons[name]})")
@@ -71,6 +82,8 @@ def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: s
 
     note = "surrogate loss"
     white = [c for c in deps.costs if c.op is Op.COST and not c.attrs.get("blackbox")]
+    if objective == "iwae":
+        white = vimco.objective_costs(builder, white)
     surrogate = builder.total(builder.terms + white, note=note)
     loss = builder.add(Op.MUL, surrogate, builder.row_scale(), note=note, name="surrogate")
     graph = builder.graph
@@ -82,10 +95,13 @@ def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: s
     outputs: dict[str, Node] = {}
     costs = list(deps.costs)
     outputs["cost"] = builder.row_mean(builder.total(costs, note="total cost"), note="mean total cost")
+    if objective == "iwae":
+        outputs["objective"] = vimco.objective_value(builder)
     for c in costs:
         outputs[f"cost/{c.name}"] = c
     for name, node in graph.samples.items():
-        outputs[f"sample/{name}"] = node
+        if name is not None:  # unnamed: coupled copies re-drawn for ARM/DisARM
+            outputs[f"sample/{name}"] = node
     for name, node in rewritten.items():
         outputs[f"sample/{name}"] = node
     for p, g in zip(params, grads, strict=True):
@@ -97,13 +113,13 @@ def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: s
     graph = builder.graph
     graph.outputs = outputs
     graph = maybe_verify(simplify(graph), "simplify")
-    return Derived(graph, dict(assignment), baseline)
+    return Derived(graph, dict(assignment), baseline, objective, opts, zoo.unbiased(assignment))
 
 
-def _warn_about_dead_ends(graph: Graph, deps) -> None:
+def _warn_about_dead_ends(graph: Graph, deps, skip: set[str] = frozenset()) -> None:
     """Legal but probably unintended: samples no cost sees, params no cost depends on."""
     for name, info in deps.sites.items():
-        if not info.downstream_costs:
+        if not info.downstream_costs and name not in skip:  # a relaxed sample's consumers read its relaxation
             warnings.warn(ScgWarning(f"stochastic node {name!r} has no path to any cost: it is sampled, "
                                      "but no estimator term is derived for it"), stacklevel=5)
     view = graph.to_networkx()

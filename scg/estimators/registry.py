@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from scg.errors import EstimatorError
-from scg.estimators import hnca, muprop, score_function
+from scg.estimators import arm, hnca, muprop, score_function, vimco, zoo
 from scg.ir.graph import Graph
 from scg.ir.ops import Op
 
@@ -15,7 +15,14 @@ SITE_RULES: dict[str, Callable] = {
     "scg": score_function.derive_site,
     "muprop": muprop.derive_site,
     "hnca": hnca.derive_site,
+    "arm": arm.derive_arm,
+    "disarm": arm.derive_disarm,
+    "vimco": vimco.derive_site,
+    "concrete": zoo.no_rule,
+    "gumbel_st": zoo.no_rule,
 }
+# estimators defined for discrete units only: naming a Normal node for one is an error
+DISCRETE_ONLY = ("hnca", "muprop", "arm", "disarm", "concrete", "gumbel_st")
 ESTIMATORS = tuple(SITE_RULES)
 
 
@@ -34,7 +41,9 @@ def assign(graph: Graph, estimator: str | Mapping[str, str]) -> dict[str, str]:
     ``"reinforce"`` gives every node the score function. Under ``"scg"``,
     ``"muprop"`` and ``"hnca"`` a Normal node is reparameterised (these
     estimators are for discrete units); naming a Normal node explicitly for
-    ``"hnca"`` or ``"muprop"`` is an error, since neither applies to it.
+    ``"hnca"`` or ``"muprop"`` is an error, since neither applies to it. ARM, DisARM,
+    Concrete and straight-through Gumbel refuse a Normal node even by default (name it
+    ``"scg"`` for pathwise); ``"vimco"`` named for a Normal node gives it VIMCO's score term.
     """
     if isinstance(estimator, str):
         default, per_node = _check_name(estimator, "the graph"), {}
@@ -54,10 +63,16 @@ def assign(graph: Graph, estimator: str | Mapping[str, str]) -> dict[str, str]:
     for name, node in graph.samples.items():
         est = per_node.get(name, default)
         if node.op is Op.NORMAL:
-            if name in per_node and est in ("hnca", "muprop"):
+            if est in zoo.COUPLED + zoo.RELAXED:  # named or by default: these never reparameterise silently
+                raise EstimatorError(
+                    f"{est} cannot apply to the Normal node {name!r}: it is built for discrete units ("
+                    f"{'Bernoulli' if est in zoo.COUPLED else 'Bernoulli, Categorical'}). Use e.g. "
+                    f"estimator={{'default': {est!r}, {name!r}: 'scg'}} (pathwise for {name!r})")
+            if name in per_node and est in DISCRETE_ONLY:
                 raise EstimatorError(
                     f"{est} cannot apply to the Normal node {name!r}: it is defined for discrete units "
                     f"(Bernoulli, Categorical). Use 'scg' (pathwise) or 'reinforce' for it")
-            est = "reinforce" if est == "reinforce" else "pathwise"
+            explicit_vimco = est == "vimco" and name in per_node  # VIMCO's score term applies to any density
+            est = est if est == "reinforce" or explicit_vimco else "pathwise"
         out[name] = est
     return out

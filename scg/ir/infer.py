@@ -52,6 +52,13 @@ def _compare(ins, _attrs):
     return TensorType(F64, shape, batched)
 
 
+def _straight_through(ins, _attrs):
+    hard, soft = ins
+    if hard.shape != soft.shape or hard.batched != soft.batched:
+        raise GraphError(f"straight_through: hard and soft values must have one type, got {hard} and {soft}")
+    return TensorType(F64, hard.shape, hard.batched)
+
+
 def _where(ins, _attrs):
     shape, batched = _broadcast(ins, "where")
     return TensorType(F64, shape, batched)
@@ -214,7 +221,8 @@ def _hnca_onehot_loglik(ins, attrs):
 
 infer_rules: dict[Op, Rule] = {
     Op.INPUT: _leaf, Op.PARAM: _leaf, Op.CONST: _leaf, Op.EXTERNAL_COST: _leaf,
-    Op.STATE: _leaf, Op.NOISE_NORMAL: _leaf, Op.ROW_SCALE: _leaf,
+    Op.STATE: _leaf, Op.NOISE_NORMAL: _leaf, Op.ROW_SCALE: _leaf, Op.NOISE_UNIFORM: _leaf, Op.N_DRAWS: _leaf,
+    Op.STRAIGHT_THROUGH: _straight_through,
     Op.NEG: _neg, Op.SQUARE: _float_unary, Op.CAST_F: _float_unary,
     **{op: _float_unary for op in (Op.EXP, Op.LOG, Op.SIGMOID, Op.TANH, Op.RELU, Op.SOFTPLUS,
                                    Op.LOG_SIGMOID, Op.SQRT, Op.STEP)},

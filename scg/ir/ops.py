@@ -42,6 +42,8 @@ class Op(enum.Enum):
     STATE = OpInfo("state", Kind.LEAF, 0)           # estimator state (EMA baseline)
     NOISE_NORMAL = OpInfo("noise_normal", Kind.LEAF, 0)  # reparameterisation noise
     ROW_SCALE = OpInfo("row_scale", Kind.LEAF, 0)   # 1 / (rows x draws): turns row sums into means
+    NOISE_UNIFORM = OpInfo("noise_uniform", Kind.LEAF, 0)  # the uniform a site's sampler uses (coupled/relaxed)
+    N_DRAWS = OpInfo("n_draws", Kind.LEAF, 0)       # K, the draws per row of this call (VIMCO, IWAE)
     # elementwise unary
     NEG = OpInfo("neg", Kind.UNARY, 1)
     EXP = OpInfo("exp", Kind.UNARY, 1)
@@ -64,6 +66,7 @@ class Op(enum.Enum):
     GREATER = OpInfo("greater", Kind.BINARY, 2)     # 1./0.
     # elementwise ternary
     WHERE = OpInfo("where", Kind.TERNARY, 3)        # cond != 0 ? a : b
+    STRAIGHT_THROUGH = OpInfo("straight_through", Kind.BINARY, 2)  # value of hard, gradient to soft
     # reductions over per-row axes
     SUM = OpInfo("sum", Kind.REDUCE, 1)
     MEAN = OpInfo("mean", Kind.REDUCE, 1)

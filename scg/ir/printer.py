@@ -169,14 +169,15 @@ def assign_names(graph: Graph, *, quote: bool = True) -> dict[int, str]:
 
 def site_names(graph: Graph, names: dict[int, str]) -> dict[int, str]:
     """Random site number -> display name of the stochastic node that owns it."""
-    return {n.attrs["site"]: names[id(n)] for n in graph.nodes if n.op in STOCHASTIC_OPS and "site" in n.attrs}
+    return {n.attrs["site"]: names[id(n)] for n in graph.nodes
+            if n.op in STOCHASTIC_OPS and "site" in n.attrs and not n.attrs.get("coupled")}
 
 
 def format_head(node: Node, names: dict[int, str], sites: dict[int, str]) -> str:
     """The op with its attributes, e.g. ``bernoulli[site=h1]``, ``sum[axis=0]``, ``const [1.0,2.0]``."""
     if node.op is Op.CONST:
         return format_const(node)
-    if node.op in STOCHASTIC_OPS or node.op is Op.NOISE_NORMAL:
+    if node.op in STOCHASTIC_OPS or node.op in (Op.NOISE_NORMAL, Op.NOISE_UNIFORM):
         attrs = _site_attrs(sites)(node, names)
     else:
         attrs = pp_rules.get(node.op, _default_attrs)(node, names)

@@ -94,12 +94,13 @@ def _check_name(node: Node, seen: _Seen) -> str | None:
 
 
 def _check_site(node: Node, seen: _Seen) -> str | None:
-    if node.op not in STOCHASTIC_OPS and node.op is not Op.NOISE_NORMAL:
+    if node.op not in STOCHASTIC_OPS and node.op not in (Op.NOISE_NORMAL, Op.NOISE_UNIFORM):
         return None
     site = node.attrs.get("site")
     if not isinstance(site, int) or isinstance(site, bool):
         return f"a {node.op.pretty} node needs an int `site` attribute (its random stream), got {site!r}"
-    if node.op in STOCHASTIC_OPS and site in seen.sites:
+    # a coupled copy (ARM/DisARM re-evaluation) re-samples its original's site from the same noise
+    if node.op in STOCHASTIC_OPS and site in seen.sites and not node.attrs.get("coupled"):
         return f"shares random site {site} with {seen.sites[site].label()}; every sample site must be unique"
     return None
 
@@ -122,7 +123,7 @@ def verify(graph: Graph) -> Graph:
             if problem:
                 raise node_error(graph, node, f"{problem} [check: {what}]")
         seen.nodes.add(id(node))
-        if node.op in STOCHASTIC_OPS:
+        if node.op in STOCHASTIC_OPS and not node.attrs.get("coupled"):
             seen.sites[node.attrs["site"]] = node
         if node.op in _NAMED and node.name is not None:
             seen.names[node.name] = node

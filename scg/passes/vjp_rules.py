@@ -235,6 +235,7 @@ vjp_rules: dict[Op, Rule] = {
     Op.EQUAL: _none,
     Op.GREATER: _none,
     Op.WHERE: _where,
+    Op.STRAIGHT_THROUGH: lambda b, n, g: (None, g),  # forward the hard value, differentiate the soft one
     # reductions
     Op.SUM: _sum,
     Op.MEAN: _mean,
