@@ -72,32 +72,27 @@ class Dependencies:
         return self.sites[name]
 
 
-def reach(g: nx.DiGraph, start: int, stop: set[int] | frozenset[int] = frozenset()) -> set[int]:
-    """Uids reachable from ``start`` (excluded), not expanding past the uids in ``stop``."""
+def _walk(step, start: int, stop) -> set[int]:
     seen: set[int] = set()
-    stack = list(g.successors(start))
+    stack = list(step(start))
     while stack:
         u = stack.pop()
         if u in seen:
             continue
         seen.add(u)
         if u not in stop:
-            stack.extend(g.successors(u))
+            stack.extend(step(u))
     return seen
+
+
+def reach(g: nx.DiGraph, start: int, stop: set[int] | frozenset[int] = frozenset()) -> set[int]:
+    """Uids reachable from ``start`` (excluded), not expanding past the uids in ``stop``."""
+    return _walk(g.successors, start, stop)
 
 
 def sources(g: nx.DiGraph, start: int, stop: set[int] | frozenset[int]) -> set[int]:
     """Uids upstream of ``start`` (excluded), not expanding past the uids in ``stop``."""
-    seen: set[int] = set()
-    stack = list(g.predecessors(start))
-    while stack:
-        u = stack.pop()
-        if u in seen:
-            continue
-        seen.add(u)
-        if u not in stop:
-            stack.extend(g.predecessors(u))
-    return seen
+    return _walk(g.predecessors, start, stop)
 
 
 def analyse(graph: Graph) -> Dependencies:
