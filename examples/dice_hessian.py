@@ -2,7 +2,7 @@
 
     python examples/dice_hessian.py [--quick]
 
-1. The DiCE toy (Foerster et al. 2018; DESIGN.md sec. 5): b ~ Bernoulli(sigmoid(t)), cost (b + 0.5) t^2 at
+1. The DiCE toy (Foerster et al. 2018; docs/design.md): b ~ Bernoulli(sigmoid(t)), cost (b + 0.5) t^2 at
    t = 0.3. The exact d2J/dt2 is 2.438959. Differentiating the usual surrogate log p(b) sg(c) + c twice, as
    one would with autograd's double backward, converges to 2.125246 instead: it drops the score-score and
    score-cost terms. DiCE's magic objective converges to the exact value.

@@ -1,4 +1,4 @@
 import os
 
-# The verifier runs after every pipeline stage in tests (DESIGN.md section 3).
+# The verifier runs after every pipeline stage in tests (docs/design.md).
 os.environ.setdefault("SCG_CHECKS", "1")

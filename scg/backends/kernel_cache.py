@@ -1,7 +1,7 @@
 """Content-addressed on-disk cache of generated kernel modules.
 
 Numba's ``cache=True`` needs a function defined in a real file of a real module
-(TOOLCHAIN.md: ``exec`` of a string cannot be cached), so every generated module
+(docs/design.md: ``exec`` of a string cannot be cached), so every generated module
 is written to ``<cache dir>/<prefix>_<sha256>.py`` and imported from there.
 
 * Cache dir: ``$SCG_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/scg/kernels``, else

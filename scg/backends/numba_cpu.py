@@ -12,7 +12,7 @@
 * ``cross`` kernels: runtime ``@njit`` functions for values coupling rows
   (leave-one-out baseline, sums over rows);
 * ``blas`` steps: matmul / outer_sum through NumPy's BLAS, *between* kernels so
-  BLAS threads never compete with a parallel region (TOOLCHAIN.md);
+  BLAS threads never compete with a parallel region (docs/design.md, toolchain facts);
 * ``host`` steps: unbatched (parameter-side) nodes by their NumPy rule.
 
 Every uniform is a pure function of (seed, site, draw, row, element) (Philox,

@@ -14,7 +14,7 @@ its functions compile once per process and are cached on disk across processes.
 * the cross-row kernels (leave-one-out baseline, sum over rows).
 
 float32 uses a vectorisable polynomial ``softplus_fast``/``exp_fast`` (pure float32
-arithmetic, abs. error <= 3e-7, see TOOLCHAIN.md: libm calls do not vectorise here)
+arithmetic, abs. error <= 3e-7, see docs/design.md: libm calls do not vectorise here)
 in the HNCA loops only: the Bernoulli-child nest runs as <16 x float> FMAs over the
 children, the categorical-child nest takes one polynomial exp per pair and falls back
 to the exact max-shifted nest where the clamped polynomial is not safe. Everything

@@ -3,7 +3,7 @@
 Pure functions ``Graph -> Graph``. Nodes are immutable and shared: a rebuilt graph
 reuses every node whose inputs did not change and creates new nodes (re-inferring
 types, keeping names, notes and origins) only downstream of a replacement.
-Stochastic nodes are never merged or dropped (DESIGN.md section 3): each sample
+Stochastic nodes are never merged or dropped (docs/design.md): each sample
 site has its own random stream and is user-visible.
 """
 

@@ -10,7 +10,7 @@ B = 6
 
 
 def bandit(layers: int = 2, d_in: int = 7, hidden: int = 5, k: int = 4, sparsity: bool = False) -> scg.Graph:
-    """The DESIGN.md bandit, scaled down: Bernoulli layers, softmax policy, cost -equal(a, y)."""
+    """The README's bandit, scaled down: Bernoulli layers, softmax policy, cost -equal(a, y)."""
     g = scg.Graph("bandit")
     with g:
         x = scg.input("x", shape=(d_in,))

@@ -1,7 +1,7 @@
 """DiCE (Foerster et al. 2018): first derivative = the score-function estimator, Hessian blocks unbiased
 against scg.exact(order=2), Hessian-vector products, numba parity, and the classic stop-gradient error caught.
 
-Toy (DESIGN.md section 5): b ~ Bernoulli(sigmoid(t)), cost (b + 0.5) t^2, t = 0.3: d2J/dt2 = 2.438959;
+Toy (Foerster et al. 2018; docs/design.md): b ~ Bernoulli(sigmoid(t)), cost (b + 0.5) t^2, t = 0.3: d2J/dt2 = 2.438959;
 differentiating the stop-gradient surrogate log p(b) sg(c) + c twice gives 2.125246 in expectation.
 """
 

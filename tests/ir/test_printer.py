@@ -41,7 +41,7 @@ def check_golden(name: str, text: str) -> None:
 # -- graphs ------------------------------------------------------------------
 
 def bandit() -> scg.Graph:
-    """The DESIGN.md section 4 example."""
+    """The README's bandit example."""
     g = scg.Graph("bandit")
     with g:
         x = scg.input("x", shape=(784,))
