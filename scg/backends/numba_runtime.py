@@ -87,6 +87,11 @@ def relu(x):
 
 
 @njit(**JIT)
+def leaky_relu(x, slope):
+    return x if x > F(0.0) else slope * x
+
+
+@njit(**JIT)
 def step(x):
     return F(1.0) if x > F(0.0) else F(0.0)
 

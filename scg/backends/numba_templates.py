@@ -79,6 +79,10 @@ def _take(node, cx, idx):
     return cx.fval(x, idx + [cx.val(i, idx)])
 
 
+def _leaky_relu(node, cx, idx):
+    return f"rt.leaky_relu({cx.fval(node.inputs[0], idx)}, {cx.lit(float(node.attrs['negative_slope']))})"
+
+
 def _bernoulli(node, cx, idx):
     logit = f"F64({cx.val(node.inputs[0], idx)})"
     return f"rt.bern_at({logit}, k0, k1, {cx.site(node)}, d, b, {cx.elem(node, idx)})"
@@ -112,7 +116,8 @@ def _normal_logp(node, cx, idx):
 map_templates: dict[Op, Callable[[Node, object, list[str]], str]] = {
     Op.NEG: lambda node, cx, idx: f"(-{cx.val(node.inputs[0], idx)})",
     Op.EXP: _unary("math.exp({})"), Op.LOG: _unary("math.log({})"), Op.SIGMOID: _unary("rt.sigmoid({})"),
-    Op.TANH: _unary("math.tanh({})"), Op.RELU: _unary("rt.relu({})"), Op.SOFTPLUS: _unary("rt.softplus({})"),
+    Op.TANH: _unary("math.tanh({})"), Op.RELU: _unary("rt.relu({})"),
+    Op.LEAKY_RELU: _leaky_relu, Op.SOFTPLUS: _unary("rt.softplus({})"),
     Op.LOG_SIGMOID: _unary("(-rt.softplus(-{}))"), Op.SQUARE: _unary("({0} * {0})"),
     Op.SQRT: _unary("math.sqrt({})"), Op.STEP: _unary("rt.step({})"), Op.CAST_F: _cast,
     Op.ADD: _arith("+"), Op.SUB: _arith("-"), Op.MUL: _arith("*"), Op.DIV: _arith("/"),

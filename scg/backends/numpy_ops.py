@@ -273,6 +273,11 @@ def _float_unary(fn):
     return impl
 
 
+def _leaky_relu(node, args, env):
+    x = fl(args[0], env)
+    return np.where(x > 0, x, x * node.attrs["negative_slope"])
+
+
 def _step(x):
     return np.where(x > 0, 1.0, 0.0).astype(x.dtype, copy=False)
 
@@ -454,6 +459,7 @@ numpy_impls: dict[Op, Impl] = {
     Op.NEG: lambda _n, args, _e: np.negative(args[0]),
     Op.EXP: _float_unary(np.exp), Op.LOG: _float_unary(np.log), Op.SIGMOID: _float_unary(sigmoid),
     Op.TANH: _float_unary(np.tanh), Op.RELU: _float_unary(lambda x: np.maximum(x, 0.0)),
+    Op.LEAKY_RELU: _leaky_relu,
     Op.SOFTPLUS: _float_unary(softplus), Op.LOG_SIGMOID: _float_unary(lambda x: -softplus(-x)),
     Op.SQUARE: _float_unary(np.square), Op.SQRT: _float_unary(np.sqrt), Op.STEP: _float_unary(_step),
     Op.CAST_F: _float_unary(lambda x: x),

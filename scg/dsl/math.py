@@ -34,6 +34,15 @@ log = _unary(Op.LOG, "Elementwise natural logarithm.")
 sigmoid = _unary(Op.SIGMOID, "Elementwise 1 / (1 + exp(-x)), computed stably.")
 tanh = _unary(Op.TANH, "Elementwise hyperbolic tangent.")
 relu = _unary(Op.RELU, "Elementwise max(x, 0).")
+
+
+def leaky_relu(x: Any, negative_slope: float = 0.01) -> Value:
+    """Elementwise x where x > 0, else negative_slope * x (Maas et al. 2013)."""
+    if isinstance(negative_slope, numbers.Real) and not isinstance(negative_slope, bool):
+        negative_slope = float(negative_slope)  # numpy scalars too; anything else is refused by the type rule
+    return apply(Op.LEAKY_RELU, x, negative_slope=negative_slope)
+
+
 softplus = _unary(Op.SOFTPLUS, "Elementwise log(1 + exp(x)), computed stably.")
 log_sigmoid = _unary(Op.LOG_SIGMOID, "Elementwise log(sigmoid(x)) = -softplus(-x), computed stably.")
 square = _unary(Op.SQUARE, "Elementwise x**2.")

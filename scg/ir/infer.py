@@ -7,6 +7,7 @@ in attrs (``shape``, ``dtype``, ``batched``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,6 +33,13 @@ def _broadcast(ins: tuple[TensorType, ...], what: str) -> tuple[tuple[int, ...],
 def _float_unary(ins, _attrs):
     (t,) = ins
     return TensorType(F64, t.shape, t.batched)
+
+
+def _leaky_relu(ins, attrs):
+    slope = attrs.get("negative_slope")
+    if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not math.isfinite(slope):
+        raise GraphError(f"leaky_relu expects a finite float negative_slope, got {slope!r}")
+    return _float_unary(ins, attrs)
 
 
 def _neg(ins, _attrs):
@@ -223,7 +231,7 @@ infer_rules: dict[Op, Rule] = {
     Op.INPUT: _leaf, Op.PARAM: _leaf, Op.CONST: _leaf, Op.EXTERNAL_COST: _leaf,
     Op.STATE: _leaf, Op.NOISE_NORMAL: _leaf, Op.ROW_SCALE: _leaf, Op.NOISE_UNIFORM: _leaf, Op.N_DRAWS: _leaf,
     Op.STRAIGHT_THROUGH: _straight_through,
-    Op.NEG: _neg, Op.SQUARE: _float_unary, Op.CAST_F: _float_unary,
+    Op.NEG: _neg, Op.SQUARE: _float_unary, Op.LEAKY_RELU: _leaky_relu, Op.CAST_F: _float_unary,
     **{op: _float_unary for op in (Op.EXP, Op.LOG, Op.SIGMOID, Op.TANH, Op.RELU, Op.SOFTPLUS,
                                    Op.LOG_SIGMOID, Op.SQRT, Op.STEP)},
     Op.ADD: _arith("add"), Op.SUB: _arith("sub"), Op.MUL: _arith("mul"), Op.DIV: _arith("div"),

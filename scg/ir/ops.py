@@ -51,6 +51,7 @@ class Op(enum.Enum):
     SIGMOID = OpInfo("sigmoid", Kind.UNARY, 1)
     TANH = OpInfo("tanh", Kind.UNARY, 1)
     RELU = OpInfo("relu", Kind.UNARY, 1)
+    LEAKY_RELU = OpInfo("leaky_relu", Kind.UNARY, 1)  # attr negative_slope
     SOFTPLUS = OpInfo("softplus", Kind.UNARY, 1)
     LOG_SIGMOID = OpInfo("log_sigmoid", Kind.UNARY, 1)
     SQUARE = OpInfo("square", Kind.UNARY, 1)

@@ -221,6 +221,8 @@ vjp_rules: dict[Op, Rule] = {
     Op.SIGMOID: _sigmoid,
     Op.TANH: lambda b, n, g: (b.mul(g, b.sub(1.0, b.add(Op.SQUARE, (n,)))),),
     Op.RELU: lambda b, n, g: (b.mul(g, b.add(Op.STEP, n.inputs)),),
+    Op.LEAKY_RELU: lambda b, n, g: (
+        b.mul(g, b.add(Op.WHERE, (b.add(Op.STEP, n.inputs), 1.0, float(n.attrs["negative_slope"])))),),
     Op.SOFTPLUS: lambda b, n, g: (b.mul(g, b.add(Op.SIGMOID, n.inputs)),),
     Op.LOG_SIGMOID: lambda b, n, g: (b.mul(g, b.add(Op.SIGMOID, (b.neg(n.inputs[0]),))),),
     Op.SQUARE: lambda b, n, g: (b.mul(g, b.mul(2.0, n.inputs[0])),),

@@ -35,7 +35,8 @@ def close(a, b, **kw):
 UNARY = {
     "exp": (scg.exp, np.exp), "log": (scg.log, lambda x: np.log(np.abs(x))),
     "sigmoid": (scg.sigmoid, special.expit), "tanh": (scg.tanh, np.tanh),
-    "relu": (scg.relu, lambda x: np.where(x > 0, x, 0.0)), "softplus": (scg.softplus, lambda x: np.log1p(np.exp(x))),
+    "relu": (scg.relu, lambda x: np.where(x > 0, x, 0.0)),
+    "leaky_relu": (scg.leaky_relu, lambda x: np.where(x > 0, x, 0.01 * x)), "softplus": (scg.softplus, lambda x: np.log1p(np.exp(x))),
     "log_sigmoid": (scg.log_sigmoid, special.log_expit), "square": (scg.square, lambda x: x * x),
     "sqrt": (scg.sqrt, lambda x: np.sqrt(np.abs(x))), "neg": (lambda v: -v, np.negative),
     "step": (lambda v: apply(Op.STEP, v), lambda x: (x > 0).astype(float)),

@@ -313,7 +313,7 @@ def test_math_functions_build_the_right_ops():
         k = scg.input("k", shape=(2,), dtype="int64")
         cases = {
             Op.EXP: scg.exp(x), Op.LOG: scg.log(x), Op.SIGMOID: scg.sigmoid(x), Op.TANH: scg.tanh(x),
-            Op.RELU: scg.relu(x), Op.SOFTPLUS: scg.softplus(x), Op.LOG_SIGMOID: scg.log_sigmoid(x),
+            Op.RELU: scg.relu(x), Op.LEAKY_RELU: scg.leaky_relu(x), Op.SOFTPLUS: scg.softplus(x), Op.LOG_SIGMOID: scg.log_sigmoid(x),
             Op.SQUARE: scg.square(x), Op.SQRT: scg.sqrt(x), Op.STOP_GRADIENT: scg.stop_gradient(x),
             Op.SOFTMAX: scg.softmax(x), Op.LOG_SOFTMAX: scg.log_softmax(x), Op.NEG: -x, Op.TRANSPOSE: x.T,
             Op.WHERE: scg.where(x > 0, x, 0.0), Op.TAKE: scg.take(x, k), Op.CAST_F: scg.to_float(k),

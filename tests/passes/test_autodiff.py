@@ -16,6 +16,7 @@ from scg.ir import Op
 UNARY = {
     "neg": (lambda x: -x, {}), "exp": (scg.exp, {}), "log": (scg.log, {"positive": True}),
     "sigmoid": (scg.sigmoid, {}), "tanh": (scg.tanh, {}), "relu": (scg.relu, {"away": 0.3}),
+    "leaky_relu": (lambda v: scg.leaky_relu(v, negative_slope=0.2), {"away": 0.3}),
     "softplus": (scg.softplus, {}), "log_sigmoid": (scg.log_sigmoid, {}), "square": (scg.square, {}),
     "sqrt": (scg.sqrt, {"positive": True}),
 }

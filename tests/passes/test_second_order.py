@@ -80,7 +80,8 @@ def _tiled(v, w, k):
 
 # -- every op of the forward vocabulary, differentiated twice ---------------------------------------------------
 UNARY = {"neg": lambda x: -x, "exp": scg.exp, "log": lambda x: scg.log(x * x + 0.5), "sigmoid": scg.sigmoid,
-         "tanh": scg.tanh, "relu": lambda x: scg.relu(x) * x, "softplus": scg.softplus,
+         "tanh": scg.tanh, "relu": lambda x: scg.relu(x) * x,
+         "leaky_relu": lambda x: scg.leaky_relu(x, 0.2) * x, "softplus": scg.softplus,
          "log_sigmoid": scg.log_sigmoid, "square": scg.square, "sqrt": lambda x: scg.sqrt(x * x + 0.5)}
 
 
