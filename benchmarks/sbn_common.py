@@ -91,3 +91,28 @@ def scg_noise(params, x, seed: int, k: int, precision: str = "float64") -> np.nd
     est = compile_scg("disarm", backend="numpy", precision=precision, hidden=params["enc_b"].shape[0])
     (u_node,) = [n for n in est.ir.nodes if n.name == "u.z"]
     return evaluate(est.ir, params, {"x": x}, seed=seed, n_samples=k, precision=precision)[u_node.uid]
+
+
+def reference(label: str, params, x, seed: int, precision: str = "float64"):
+    """scg's NumPy reference run of ``label``, its noise ``u`` and samples ``z`` as draw-major rows.
+
+    Checks that ``u`` reproduces scg's samples (``z = 1[u < sigmoid(l)]``) before anyone uses it.
+    """
+    k = ESTIMATORS[label][2]
+    hidden = params["enc_b"].shape[0]
+    out = compile_scg(label, backend="numpy", precision=precision, hidden=hidden)(
+        params, {"x": x}, seed=seed, n_samples=k)
+    u = scg_noise(params, x, seed, k, precision)
+    z = out.samples["z"].reshape(k * x.shape[0], hidden)   # (K, rows, units) -> draw-major rows
+    logits = np.tile(x @ params["enc_W"] + params["enc_b"], (k, 1)).astype(np.float64)
+    if not np.array_equal((u < 1 / (1 + np.exp(-logits))).astype(z.dtype), z):
+        raise AssertionError(f"{label}: scg's noise_uniform does not reproduce its samples")
+    return out, u, z
+
+
+def rel_err(grads, ref) -> tuple[float, str]:
+    """``max |g - g_ref| / max |g_ref|`` over the parameters, and the worst parameter."""
+    err = {k: float(np.abs(np.asarray(grads[k], dtype=np.float64) - ref[k]).max() / (np.abs(ref[k]).max() + 1e-300))
+           for k in ref}
+    worst = max(err, key=err.get)
+    return err[worst], worst

@@ -30,18 +30,11 @@ def setup():
 
 
 def scg_run(label, params, x):
-    k = sbn_common.ESTIMATORS[label][2]
-    out = sbn_common.compile_scg(label, backend="numpy", precision="float64", hidden=HIDDEN)(
-        params, {"x": x}, seed=SEED, n_samples=k)
-    u = sbn_common.scg_noise(params, x, SEED, k)
-    logits = np.tile(x @ params["enc_W"] + params["enc_b"], (k, 1))
-    z = out.samples["z"].reshape(k * ROWS, HIDDEN)   # (K, rows, units) -> draw-major rows
-    np.testing.assert_array_equal((u < 1 / (1 + np.exp(-logits))).astype(float), z)
-    return out, u, z
+    return sbn_common.reference(label, params, x, SEED)
 
 
 def rel_err(grads, ref):
-    return max(float(np.abs(grads[k] - ref[k]).max() / (np.abs(ref[k]).max() + 1e-300)) for k in ref)
+    return sbn_common.rel_err(grads, ref)[0]
 
 
 @pytest.mark.parametrize("label", LABELS)
