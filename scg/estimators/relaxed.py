@@ -14,7 +14,8 @@ unbiased for the *relaxed* objective ``E[f(z)]`` at temperature ``tau``, not for
 ``"gumbel_st"``: consumers read ``straight_through(hard, z)``: the discrete value forward,
 ``z``'s gradient backward (Bengio et al. 2013; Jang et al. 2017, sec. 2.2); biased for
 both objectives (for a cost affine in the sample it equals the Concrete gradient). For a
-categorical the hard value is the one-hot argmax of ``l + G``.
+categorical the hard value is ``one_hot`` of the realised (reported) sample and ``G`` is
+drawn given that argmax (``_gumbels_given_argmax``), so ``argmax(l + G)`` is the sample.
 
 Relaxed meanings of the ops that consume a discrete sample: a Bernoulli value is a
 float in arithmetic already (every elementwise op, matmul, sums, log-densities,
@@ -92,18 +93,40 @@ def _categorical(add, out, node, sample, logits, kind, tau, site, note) -> Node:
     shape = node.shape + (k,)
     v = out.add(Op.NOISE_UNIFORM, (), {"shape": shape, "dtype": F64, "batched": True, "site": site,
                                        "sample": f"{node.name}/gumbel"}, note=note)
-    gumbel = add(Op.NEG, add(Op.LOG, add(Op.NEG, add(Op.LOG, v, note=note), note=note), note=note), note=note)
-    perturbed = add(Op.ADD, logits, gumbel, note=note)
     axis = len(shape) - 1
-    z = add(Op.SOFTMAX, add(Op.DIV, perturbed, tau, note=note), note=note, axis=axis)
     if kind == "concrete":
-        return z
-    # one-hot argmax of the perturbed logits: the class beating all k - 1 others
-    rows = add(Op.RESHAPE, perturbed, note=note, shape=shape + (1,))
-    cols = add(Op.RESHAPE, perturbed, note=note, shape=node.shape + (1, k))
-    wins = add(Op.SUM, add(Op.GREATER, rows, cols, note=note), note=note, axes=(axis + 1,), keepdims=False)
-    hard = add(Op.EQUAL, wins, float(k - 1), note=note)
+        gumbel = add(Op.NEG, add(Op.LOG, add(Op.NEG, add(Op.LOG, v, note=note), note=note), note=note), note=note)
+        return add(Op.SOFTMAX, add(Op.DIV, add(Op.ADD, logits, gumbel, note=note), tau, note=note), note=note,
+                   axis=axis)
+    # straight-through: the forward value is one_hot(sample), the draw out.samples reports, so the
+    # perturbed logits must have their argmax there: drawn from the Gumbels conditioned on it
+    hard = add(Op.ONE_HOT, sample, note=note, depth=k)
+    given = _gumbels_given_argmax(add, logits, hard, v, axis, note)
+    if logits.type != given.type:   # unbatched logits: the soft side needs the per-draw type
+        logits = add(Op.BROADCAST_TO, logits, note=note, shape=given.shape, batched=given.batched)
+    perturbed = add(Op.STRAIGHT_THROUGH, given, logits, note=note)
+    z = add(Op.SOFTMAX, add(Op.DIV, perturbed, tau, note=note), note=note, axis=axis)
     return add(Op.STRAIGHT_THROUGH, hard, z, note=note)
+
+
+def _gumbels_given_argmax(add, logits, hard, v, axis, note) -> Node:
+    """``log_softmax(l) + G`` for iid Gumbels ``G`` conditioned on the argmax being ``hard``'s class.
+
+    Top-down construction (Maddison, Tarlow & Minka 2014, A* sampling; Tucker et al. 2017,
+    REBAR, appendix C): with ``E = -log v`` (iid Exp(1)) and log-probabilities ``lp``, the
+    maximum is ``M = -log E_b`` and the others are Gumbels truncated below it,
+    ``-log(E_i exp(-lp_i) + E_b)``. With ``b`` drawn from the categorical, ``(b, G)`` has
+    the joint law of ``b = argmax(l + G)``, ``G`` iid Gumbel: so the straight-through value
+    (``straight_through(perturbed, l)``: this value, the gradient of ``l + G`` at fixed
+    ``G``) gives the usual straight-through Gumbel estimator, with its forward draw ``b``.
+    """
+    lp = add(Op.LOG_SOFTMAX, logits, note=note, axis=axis)
+    e = add(Op.NEG, add(Op.LOG, v, note=note), note=note)
+    e_top = add(Op.SUM, add(Op.MUL, hard, e, note=note), note=note, axes=(axis,), keepdims=True)
+    below = add(Op.NEG, add(Op.LOG, add(Op.ADD, add(Op.MUL, e, add(Op.EXP, add(Op.NEG, lp, note=note), note=note),
+                                                     note=note), e_top, note=note), note=note), note=note)
+    top = add(Op.NEG, add(Op.LOG, e_top, note=note), note=note)
+    return add(Op.WHERE, hard, top, below, note=note)
 
 
 def _consumer(add, out: Graph, node: Node, inputs: tuple[Node, ...], sample: Node, relaxed, sites) -> Node:
