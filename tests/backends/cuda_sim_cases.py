@@ -278,3 +278,13 @@ def test_a_kernel_error_without_bad_arguments_is_a_backend_error():
     finally:
         steps[0] = step
     est(params, inputs)
+
+
+def test_leaky_relu_hidden_layer():
+    g = scg.Graph("leaky_cuda")
+    with g:
+        x = scg.input("x", shape=(5,))
+        h = scg.leaky_relu(x @ scg.param("W", shape=(5, 4), init="glorot"), negative_slope=0.1)
+        z = scg.sample("z", scg.Bernoulli(logits=h @ scg.param("V", shape=(4, 3), init="glorot")))
+        scg.cost("c", scg.leaky_relu(z @ scg.param("U", shape=(3, 2), init="glorot") - 0.3, 0.3).sum())
+    _check_calls(g, "reinforce")
