@@ -204,7 +204,7 @@ def main(argv=None):
                            args.iwae_images, args.iwae_chunk)
     print(f"{data}; model {args.model}; {len(labels)} estimators x {args.seeds} seeds x {args.steps} steps; "
           f"backend={args.backend}, precision={args.precision}", flush=True)
-    runs, trackers, refused, t_start = {}, {}, {}, time.perf_counter()
+    runs, trackers, refused, diverged, t_start = {}, {}, {}, {}, time.perf_counter()
     for label in labels:
         est, refusal = compile_or_refusal(g, label, args.backend, args.precision)
         if refusal is not None:
@@ -216,10 +216,16 @@ def main(argv=None):
             params = _common.cast_params(g.init_params(seed=seed), args.precision)
             tracker = scg.diagnostics.VarianceTracker(decay=args.var_decay, params=encoder)
             t0 = time.perf_counter()
-            hist = scg.train(est, params, dataset_batches(data, args.batch, seed=seed), scg.optim.Adam(args.lr),
-                             steps=args.steps, seed=seed, n_samples=k, evaluate=evaluator,
-                             eval_every=args.eval_every, progress=_common.progress_flag(args),
-                             desc=f"{label} seed {seed}", callback=lambda step, res, t=tracker: t.update(res.grads))
+            try:
+                hist = scg.train(est, params, dataset_batches(data, args.batch, seed=seed), scg.optim.Adam(args.lr),
+                                 steps=args.steps, seed=seed, n_samples=k, evaluate=evaluator,
+                                 eval_every=args.eval_every, progress=_common.progress_flag(args),
+                                 desc=f"{label} seed {seed}",
+                                 callback=lambda step, res, t=tracker: t.update(res.grads))
+            except scg.training.TrainingDiverged as e:  # recorded, like a refusal; the other seeds still run
+                diverged.setdefault(label, {})[seed] = str(e).split(";")[0]
+                print(f"  {label:10s} seed {seed}: {diverged[label][seed]}", flush=True)
+                continue
             seconds = time.perf_counter() - t0
             final = final_eval(params, args.steps)
             if args.save_params:
@@ -233,10 +239,11 @@ def main(argv=None):
                   f"{final.get('test_iwae', float('nan')):8.2f}  var {tracker.variance:9.3g}  "
                   f"{runs[(label, seed)]['step_ms']:.1f} ms/step  ({seconds:.0f} s)", flush=True)
 
-    ran = [label for label in labels if label not in refused]
+    done = {label: [s for s in range(args.seeds) if (label, s) in runs] for label in labels}
+    ran = [label for label in labels if done[label]]
     table = {}
     for label in ran:
-        rows = [runs[(label, s)] for s in range(args.seeds)]
+        rows = [runs[(label, s)] for s in done[label]]
         table[label] = {m: _common.mean_std([r[m] for r in rows if m in r])
                         for m in ("test_elbo", "test_iwae", "grad_variance", "step_ms") if m in rows[0]}
     print(f"\n| estimator | K | test ELBO | test IWAE-{args.iwae_k} | encoder grad variance | ms/step |")
@@ -244,6 +251,9 @@ def main(argv=None):
     for label in labels:
         if label in refused:
             print(f"| {label} | {ESTIMATORS[label][2]} | refused: {refused[label]} | | | |")
+            continue
+        if label not in table:
+            print(f"| {label} | {ESTIMATORS[label][2]} | diverged in every seed: {diverged[label]} | | | |")
             continue
         row = table[label]
         cells = [f"{row[m][0]:.2f} ± {row[m][1]:.2f}" if m in row else "-" for m in ("test_elbo", "test_iwae")]
@@ -261,12 +271,14 @@ def main(argv=None):
     _common.write_json(out / "results.json", {
         "command": _common.command_line(), "config": {**vars(args), "out": _common.shown(args.out)},
         "dataset": repr(data), "model": args.model, "table": table, "refused": refused,
+        "diverged": {label: {str(s): m for s, m in d.items()} for label, d in diverged.items()},
+        "seeds_completed": done,
         "published_arm_paper": PUBLISHED,
         "runs": {f"{label}/{seed}": r for (label, seed), r in runs.items()},
         "total_seconds": time.perf_counter() - t_start, "environment": _common.environment(),
     })
     if not args.no_plot and ran:
-        plot(runs, trackers, ran, args, out)
+        plot(runs, trackers, {label: done[label] for label in ran}, args, out)
     print(f"wrote {_common.shown(out)}/results.json, curves.csv" + ("" if args.no_plot else ", elbo.png, variance.png"))
 
 
@@ -276,8 +288,8 @@ def plot(runs, trackers, labels, args, out):
         return
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label in labels:
-        curves = [[e["test_elbo"] for e in runs[(label, s)]["evals"]] for s in range(args.seeds)]
-        steps = [e["step"] for e in runs[(label, 0)]["evals"]]
+        curves = [[e["test_elbo"] for e in runs[(label, s)]["evals"]] for s in labels[label]]
+        steps = [e["step"] for e in runs[(label, labels[label][0])]["evals"]]
         ax.plot(steps, np.mean(curves, axis=0), label=label)
     ax.set_xlabel(f"training step (batch {args.batch})")
     ax.set_ylabel("test ELBO (nats)")
@@ -287,7 +299,8 @@ def plot(runs, trackers, labels, args, out):
     fig.tight_layout()
     fig.savefig(out / "elbo.png", dpi=120)
     plt.close(fig)
-    scg.diagnostics.plot_variance({label: trackers[(label, 0)] for label in labels}, str(out / "variance.png"),
+    scg.diagnostics.plot_variance({label: trackers[(label, seeds[0])] for label, seeds in labels.items()},
+                                  str(out / "variance.png"),
                                   title=f"{args.model}: encoder gradient variance over training (seed 0)")
 
 
