@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from scg import guards
+from scg import guards, learned_state
 from scg.backends import numpy_ops
 from scg.backends.registry import get_backend
 from scg.errors import EstimatorError, InputError, ScgError
@@ -102,6 +102,8 @@ class CompiledEstimator:
         self.program = self._bind(self.ir)
         self.state: dict[str, np.ndarray] = {}
         self._ema_seen: set[str] = set()
+        self._cv = learned_state.LearnedState(getattr(derived, "cv_state", None) or {}, self.options.get("cv_lr", 0.0))
+        self._cv.reset(self.state)
 
     def _bind(self, ir: Graph):
         program = get_backend(self.backend)(ir, self.precision)
@@ -133,19 +135,26 @@ class CompiledEstimator:
         Refuses (``ScgError``) anything but finite numbers under this estimator's baseline names.
         """
         known = {k.removeprefix("ema/"): node.shape for k, node in self.ir.outputs.items() if k.startswith("ema/")}
+        known.update(self._cv.shapes())
         state = guards.check_state(state, known)
         self.reset_baseline()
+        learned = self._cv.shapes()
         for name, value in state.items():
             self.state[name] = np.asarray(value, dtype=np.float64)
-            self._ema_seen.add(name)
+            if name not in learned:
+                self._ema_seen.add(name)
 
     def reset_baseline(self) -> None:
+        """Clear the EMA baselines; REBAR/RELAX control variates (and their Adam moments) restart too."""
         self.state.clear()
         self._ema_seen.clear()
+        self._cv.reset(self.state)
 
     def _state(self) -> dict[str, np.ndarray]:
         names = [k.removeprefix("ema/") for k in self.ir.outputs if k.startswith("ema/")]
-        return {n: self.state.get(n, np.zeros(())) for n in names}
+        out = {n: self.state.get(n, np.zeros(())) for n in names}
+        out.update({k: self.state[k] for k in self._cv.init})
+        return out
 
     def sample(self, params, inputs, *, seed: int = 0, n_samples: int | None = None) -> Run:
         """Draw the samples (phase 1); ``run.grads(external=...)`` finishes the call."""
@@ -232,6 +241,9 @@ class CompiledEstimator:
                 costs[key.removeprefix("cost/")] = float(np.mean(values[node.uid]))
             elif key.startswith("ema/") and update_ema:
                 self._update_ema(key.removeprefix("ema/"), values[node.uid])
+        if update_ema:  # one Adam step on the control variates per call (cvgrad/ outputs exist when cv_lr > 0)
+            self._cv.step(self.state, {k.removeprefix("cvgrad/"): values[n.uid] for k, n in outs.items()
+                                       if k.startswith("cvgrad/")})
         rows = next((values[node.uid].shape[0] // k for key, node in outs.items() if key.startswith("cost/")), 1)
         objective = float(values[outs["objective"].uid]) if "objective" in outs else None
         return Result(grads=grads, cost=float(values[outs["cost"].uid]), costs=costs,
