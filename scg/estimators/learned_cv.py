@@ -51,6 +51,7 @@ Categorical units (the conditional Gumbel of Tucker et al.'s appendix) are refus
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -203,7 +204,7 @@ def _mlp(b: SurrogateBuilder, site: Node, z: Node, note: str) -> Node:
     x = z if len(site.shape) == 1 else b.add(Op.RESHAPE, z, note=note, shape=(width,))
     rng = np.random.default_rng(0)
     sizes = (width, *_options(b).get("cv_hidden", DEFAULT_HIDDEN))
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         w = _state(b, f"r.{site.name}.W{i}", rng.normal(0.0, 1.0 / math.sqrt(n_in), (n_in, n_out)), note)
         bias = _state(b, f"r.{site.name}.b{i}", np.zeros(n_out), note)
         x = b.add(Op.TANH, b.add(Op.ADD, b.add(Op.MATMUL, x, w, note=note), bias, note=note), note=note)
