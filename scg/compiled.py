@@ -77,7 +77,8 @@ class CompiledEstimator:
 
     ``ir`` is the estimator graph (print it); ``model`` the user's graph;
     ``assignment`` says which estimator serves each stochastic node; ``state``
-    holds the EMA baselines (``reset_baseline()`` clears them).
+    holds the EMA baselines and REBAR/RELAX control variates with their Adam moments
+    (``reset_baseline()`` restarts them).
     """
 
     def __init__(self, model: Graph, estimator, backend: str, baseline: str | None, precision: str,
@@ -315,11 +316,13 @@ def compile(graph: Graph, estimator="scg", backend: str = "numpy", baseline: str
     """Derive ``graph``'s gradient estimator as IR and bind it to a backend.
 
     ``estimator``: ``"reinforce"``, ``"scg"``, ``"muprop"``, ``"hnca"``, ``"arm"``,
-    ``"disarm"``, ``"vimco"`` (with ``objective="iwae"``), ``"concrete"``, ``"gumbel_st"``
+    ``"disarm"``, ``"vimco"`` (with ``objective="iwae"``), ``"rebar"``, ``"relax"`` (learned
+    control variates in ``est.state``, one Adam step per call), ``"concrete"``, ``"gumbel_st"``
     (biased: they warn, ``est.unbiased`` is False), or a dict ``{"default": ..., "<node>": ...}``.
     ``objective``: ``"mean"`` (``J = E[mean over rows of the total cost]``) or ``"iwae"``
     (``E[mean over rows of -log mean_k exp(-C_k)]`` over the ``n_samples=K >= 2`` draws).
-    ``options``: estimator settings, e.g. ``{"temperature": 0.5}`` for the relaxed ones.
+    ``options``: estimator settings, e.g. ``{"temperature": 0.5}`` for the relaxed ones,
+    ``{"cv_lr": 1e-3, "eta": 1.0, "lambda": 0.5, "cv_hidden": (10,)}`` for REBAR/RELAX.
     ``n_samples``: default draws per row for calls that do not pass ``n_samples``
     (default 1; ``objective="iwae"`` refuses fewer than 2, so say K here or in each call). ``baseline``: None, ``"ema"`` or ``"loo"``
     (leave-one-out across ``n_samples`` draws of a row; needs ``n_samples >= 2``).
