@@ -197,7 +197,7 @@ def relaxed_costs(b: SurrogateBuilder, site: Node, value: Node, costs: tuple[Nod
     return b.total([subst[id(c)] for c in costs], note=note)
 
 
-def _mlp(b: SurrogateBuilder, site: Node, z: Node, note: str) -> Node:
+def _mlp(b: SurrogateBuilder, site: Node, z: Node, note: str, name: str | None = None) -> Node:
     """RELAX's ``r_rho(z)``: tanh layers of widths ``cv_hidden``, a linear scalar output (zero-initialised,
     so RELAX starts as REBAR)."""
     width = int(np.prod(site.shape, dtype=np.int64))
@@ -211,7 +211,7 @@ def _mlp(b: SurrogateBuilder, site: Node, z: Node, note: str) -> Node:
     last = len(sizes) - 1
     w = _state(b, f"r.{site.name}.W{last}", np.zeros(sizes[-1]), note)
     bias = _state(b, f"r.{site.name}.b{last}", np.zeros(()), note)
-    return b.add(Op.ADD, b.add(Op.MATMUL, x, w, note=note), bias, note=note)
+    return b.add(Op.ADD, b.add(Op.MATMUL, x, w, note=note), bias, note=note, name=name)
 
 
 def derive_site(b: SurrogateBuilder, info: SiteInfo, kind: str) -> None:
@@ -238,24 +238,24 @@ def derive_site(b: SurrogateBuilder, info: SiteInfo, kind: str) -> None:
     z_det = b.sg(z_t, note=note)
     lam = _temperature(b, site)
     eta = _eta(b, site)
+    points = (("z", z, f"cv.{site}"), ("zt", z_t, f"cv_tilde.{site}"), ("det", z_det, f"cv_det.{site}"))
     pieces = {"z": [], "zt": [], "det": []}
     why = None
     if white:
         try:
-            for key, at in (("z", z), ("zt", z_t), ("det", z_det)):
-                pieces[key].append(b.add(Op.MUL, eta, relaxed_costs(b, u, _relaxed(b, at, lam, note), white, learned,
-                                                                     note), note=note))
+            for key, at, name in points:  # named here when it is the whole control variate (rebar)
+                f_rel = relaxed_costs(b, u, _relaxed(b, at, lam, note), white, learned, note)
+                pieces[key].append(b.add(Op.MUL, eta, f_rel, note=note, name=name if kind == "rebar" else None))
         except NotRelaxable as e:
             if kind == "rebar":
                 raise EstimatorError(f"{e}; or use 'relax' for {site!r} (its learned surrogate stands in)") from None
             why, pieces = str(e), {"z": [], "zt": [], "det": []}
     if kind == "relax":
-        for key, at in (("z", z), ("zt", z_t), ("det", z_det)):
-            pieces[key].append(_mlp(b, u, at, note))
+        for key, at, name in points:
+            pieces[key].append(_mlp(b, u, at, note, name=None if pieces[key] else name))
     if why:
         note += f" (surrogate r alone: {why})"
-    c_z, c_zt, c_det = (b.total(pieces[k], note=note, name=f"{n}.{site}")
-                        for k, n in (("z", "cv"), ("zt", "cv_tilde"), ("det", "cv_det")))
+    c_z, c_zt, c_det = (b.total(pieces[key], note=note, name=name) for key, _at, name in points)
     lp = b.row_total(b.logp(u, note=note), note=note, name=f"logp.{site}")
     q = b.qhat(info, note=note)
     weight = b.add(Op.SUB, b.sg(q, note=note), c_det, note=note, name=f"weight.{site}")
