@@ -34,7 +34,9 @@ through ``phi`` only (its ``theta``-gradients would be zero-mean noise).
 
 As a surrogate (``sg`` = stop_gradient), per unit and summed over the layer::
 
-    logp(b) * (sg(f(b)) - c_det(z~)) + c(z) - c(z~)
+    logp(b) * (sg(f(b) - baseline) - c_det(z~)) + c(z) - c(z~)
+
+(``baseline``: the estimator's ``baseline="ema"|"loo"``, if any: independent of ``b``, so unbiased)
 
 where ``c_det`` reads ``sg(z~)``: it carries no parameter gradient but keeps its
 dependence on ``eta``, ``lambda`` and ``rho``, so that the same IR, differentiated twice,
@@ -257,7 +259,7 @@ def derive_site(b: SurrogateBuilder, info: SiteInfo, kind: str) -> None:
         note += f" (surrogate r alone: {why})"
     c_z, c_zt, c_det = (b.total(pieces[key], note=note, name=name) for key, _at, name in points)
     lp = b.row_total(b.logp(u, note=note), note=note, name=f"logp.{site}")
-    q = b.qhat(info, note=note)
+    q = b.centered(info, b.qhat(info, note=note), note)  # baseline=... (EMA/LOO) is independent of b: unbiased
     weight = b.add(Op.SUB, b.sg(q, note=note), c_det, note=note, name=f"weight.{site}")
     score = b.add(Op.MUL, lp, weight, note=note)
     pathwise = b.add(Op.SUB, c_z, c_zt, note=note, name=f"pathwise.{site}")

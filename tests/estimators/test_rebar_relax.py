@@ -70,6 +70,28 @@ def test_relax_with_black_box_costs_and_non_relaxed_units_is_unbiased(graph):
     assert ok, worst
 
 
+@pytest.mark.parametrize("assignment", [{"default": "rebar", "h1": "relax"}, {"default": "disarm", "h2": "rebar"},
+                                        {"default": "relax", "h2": "hnca"}])
+def test_mixed_per_node_assignments_are_unbiased(assignment):
+    """Per-node dicts: a relax unit above a rebar unit (relaxed together), rebar below a DisARM unit, and relax
+    above an HNCA unit (not relaxable: r alone)."""
+    g, params, inputs = GRAPHS["two_layers"]()
+    est = scg.compile(g, estimator=assignment, baseline="loo", options={"cv_lr": 0.0, "eta": 1.5})
+    assert est.unbiased and set(est.assignment.values()) == set(assignment.values())
+    ok, worst = is_unbiased(est, scg.exact(g, params, inputs), params, inputs)
+    assert ok, worst
+
+
+@pytest.mark.parametrize("kind", ["rebar", "relax"])
+def test_with_an_ema_baseline_is_unbiased_and_keeps_both_states(kind):
+    g, params, inputs = GRAPHS["vae"]()
+    est = scg.compile(g, estimator=kind, baseline="ema", options={"cv_lr": 0.0})
+    est(params, inputs, seed=99, n_samples=50)   # a non-zero baseline
+    assert "ema_z" in est.state and "asinh_eta.z" in est.state
+    ok, worst = is_unbiased(est, scg.exact(g, params, inputs), params, inputs)
+    assert ok, worst
+
+
 def test_relax_with_an_external_cost_two_phase_is_unbiased():
     g, twin = _external_bandit()
     rng = np.random.default_rng(7)
