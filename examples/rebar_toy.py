@@ -88,16 +88,22 @@ def gradient_table(g, args, phi0):
             for eta, lam, what in ((1.0, 0.5, "start"), (99.0, 100.0, "best fixed of the issue")):
                 est = _compile(g, label, args, cv_lr=0.0, eta=eta, **{"lambda": lam})
                 rows[f"rebar eta={eta:g} lambda={lam:g} ({what})"] = _stats_row(est, params, exact, args, 1)
+        lr = args.cv_lr if label == "rebar" else args.relax_cv_lr
         est = _compile(g, label, args)
         for i in range(args.adapt_steps):   # adapt the control variate at phi = 0 (phi itself fixed)
             est(params, {}, seed=20_000_000 + i)
-        frozen = _compile(g, label, args, cv_lr=0.0)
-        frozen.load_state(est.state)
-        lr = args.cv_lr if label == "rebar" else args.relax_cv_lr
-        name = f"{label} adapted ({args.adapt_steps} Adam steps, cv_lr {lr:g})"
-        rows[name] = _stats_row(frozen, params, exact, args, 1)
-        adapted[label] = {"eta": float(np.sinh(est.state["asinh_eta.b"])),
-                          "lambda": float(np.exp(est.state["log_lambda.b"])), "variance": rows[name]["variance"]}
+        fine = _compile(g, label, args, cv_lr=lr / 10)   # then a tenth of the step, from the same state
+        fine.load_state(est.state)
+        for i in range(args.adapt_steps // 2):
+            fine(params, {}, seed=30_000_000 + i)
+        for what, state, steps in (("", est.state, f"{args.adapt_steps} Adam steps, cv_lr {lr:g}"),
+                                   (" fine", fine.state, f"+ {args.adapt_steps // 2} at cv_lr {lr / 10:g}")):
+            frozen = _compile(g, label, args, cv_lr=0.0)
+            frozen.load_state(state)
+            name = f"{label} adapted ({steps})"
+            rows[name] = _stats_row(frozen, params, exact, args, 1)
+            adapted[label + what] = {"eta": float(np.sinh(state["asinh_eta.b"])),
+                                     "lambda": float(np.exp(state["log_lambda.b"])), "variance": rows[name]["variance"]}
     return exact, float(scg.exact(g, params, {}).cost), rows, adapted
 
 
