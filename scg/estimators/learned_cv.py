@@ -123,13 +123,14 @@ def _fresh_site(b: SurrogateBuilder) -> int:
 
 
 def _logistic(b: SurrogateBuilder, u: Node, note: str) -> tuple[Node, Node]:
-    """``(site uniform u, z = phi + log(1-u) - log u)`` for the Bernoulli sample ``u`` (``b = 1[z > 0]``)."""
+    """``(log(1-u) - log u, z = phi + that)`` for the Bernoulli sample ``u`` and its site's uniform
+    (``b = 1[z > 0]`` exactly)."""
     memo = b.cache.setdefault("cv_logistic", {})
     if id(u) not in memo:
         noise = coupled.site_uniform(b, u, note)
         logistic = b.add(Op.SUB, b.add(Op.LOG, b.add(Op.SUB, 1.0, noise, note=note), note=note),
                          b.add(Op.LOG, noise, note=note), note=note)
-        memo[id(u)] = (noise, b.add(Op.ADD, u.inputs[0], logistic, note=note, name=f"z.{u.name}"))
+        memo[id(u)] = (logistic, b.add(Op.ADD, u.inputs[0], logistic, note=note, name=f"z.{u.name}"))
     return memo[id(u)]
 
 
@@ -190,9 +191,9 @@ def relaxed_costs(b: SurrogateBuilder, site: Node, value: Node, costs: tuple[Nod
                     f"the relaxed re-evaluation needs it relaxed too, so serve it with 'rebar' or 'relax' "
                     f"(Bernoulli), pathwise (Normal), e.g. estimator={{'default': {kind!r}, {node.name!r}: "
                     f"{kind!r}}}")
-            _noise, zd = _logistic(b, node, note)
-            # the downstream unit's logistic noise, with its logits re-evaluated at the relaxed input
-            shifted = b.add(Op.ADD, b.add(Op.SUB, zd, node.inputs[0], note=note), ins[0], note=note)
+            logistic, _z = _logistic(b, node, note)
+            # the downstream unit's own logistic noise, its logits re-evaluated at the relaxed input
+            shifted = b.add(Op.ADD, ins[0], logistic, note=note)
             subst[id(node)] = _relaxed(b, shifted, _temperature(b, node.name), note)
         else:
             subst[id(node)] = b.graph.add(node.op, ins, node.attrs, origin=node.origin, note=note)
@@ -235,7 +236,7 @@ def derive_site(b: SurrogateBuilder, info: SiteInfo, kind: str) -> None:
             f"cost's value), e.g. estimator={{'default': 'rebar', {u.name!r}: 'relax'}}")
     site = u.name
     note = f"{kind} for {site}: f = {describe_costs(info.downstream_costs)}"
-    _noise, z = _logistic(b, u, note)
+    _logistic_noise, z = _logistic(b, u, note)
     z_t = _conditional(b, u, note)
     z_det = b.sg(z_t, note=note)
     lam = _temperature(b, site)
