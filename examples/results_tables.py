@@ -89,12 +89,12 @@ def rebar() -> None:
         print(f"- {label}: eta = {a['eta']:.4g}, lambda = {a['lambda']:.4g}, variance {a['variance']:.3g}")
     print()
     curves = r["optimisation"]
-    if "0.45" in curves:  # per target: mean log10 variance of one estimate along training
+    if "0.45" in curves:  # per target: mean log10 variance of one estimate along training (zero counted as 1e-12)
         labels = list(next(iter(curves.values())))
         print("| t | " + " | ".join(labels) + " |")
         print("|---|" + "---|" * len(labels))
         for t, by in curves.items():
-            cells = [np.mean([np.log10(max(p["grad_variance"], 1e-20)) for p in by[lb]]) for lb in labels]
+            cells = [np.mean([np.log10(max(p["grad_variance"], 1e-12)) for p in by[lb]]) for lb in labels]
             print(f"| {t} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
         print()
 
