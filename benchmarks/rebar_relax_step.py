@@ -26,6 +26,9 @@ uniforms ``u`` (the sampler's) and ``v`` (the conditional draw's) are read back 
 interpreter and fed to ``torch_step``; parameter gradients and control-variate gradients must
 agree to 1e-8 relative (exits non-zero otherwise).
 
+Context row: plain REINFORCE on the same model (scg ``estimator="reinforce"`` vs a torch surrogate),
+to separate the backend's speed on this model from what REBAR/RELAX add.
+
 Timing: both implementations alternate within one process, one thread each
 (``OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS=1``, ``torch.set_num_threads(1)``), after warm-up;
 medians over ``--repeats`` steps, ratio = torch median / scg median.
@@ -126,6 +129,18 @@ def torch_state(torch, state, dtype, kind):
             for k, n in _torch_names(kind).items()}
 
 
+def torch_reinforce_step(torch, P, x, generator):
+    """Context row: plain REINFORCE (score function, no baseline) on the same model, as a user would write it."""
+    F = torch.nn.functional
+    lq = x @ P["enc_W"] + P["enc_b"]
+    b = torch.bernoulli(torch.sigmoid(lq), generator=generator).detach()
+    xl = b @ P["dec_W"] + P["dec_b"]
+    f = -((x * xl - F.softplus(xl)).sum(-1) + (b * P["prior_logits"] - F.softplus(P["prior_logits"])).sum(-1)
+          - (b * lq - F.softplus(lq)).sum(-1))
+    logp = (b * lq - F.softplus(lq)).sum(-1)
+    return torch.autograd.grad((f + logp * f.detach()).mean(), list(P.values()))
+
+
 # ---------------------------------------------------------------- cross-check
 
 def noise_of(est, params, inputs, seed):
@@ -138,12 +153,13 @@ def noise_of(est, params, inputs, seed):
 # ---------------------------------------------------------------- timing
 
 def time_pair(torch, g, params, x, kind, repeats, warmup, cv_lr=1e-3):
-    est = scg.compile(g, estimator=kind, backend="numba", precision="float32", options={"cv_lr": cv_lr})
+    options = None if kind == "reinforce" else {"cv_lr": cv_lr}
+    est = scg.compile(g, estimator=kind, backend="numba", precision="float32", options=options)
     p32 = {k: v.astype(np.float32) for k, v in params.items()}
     x32 = x.astype(np.float32)
     P = {k: torch.tensor(v, requires_grad=True) for k, v in p32.items()}
-    cv = torch_state(torch, est.state, torch.float32, kind)
-    opt = torch.optim.Adam(list(cv.values()), lr=1e-3)
+    cv = torch_state(torch, est.state, torch.float32, kind) if kind != "reinforce" else {}
+    opt = torch.optim.Adam(list(cv.values()), lr=1e-3) if cv else None
     gen = torch.Generator().manual_seed(0)
     xt = torch.tensor(x32)
     times = {"scg-numba": [], "torch": []}
@@ -153,7 +169,10 @@ def time_pair(torch, g, params, x, kind, repeats, warmup, cv_lr=1e-3):
         t1 = time.perf_counter()
         u = torch.rand(xt.shape[0], 200, generator=gen).clamp_(1e-7, 1 - 1e-7)
         v = torch.rand(xt.shape[0], 200, generator=gen).clamp_(1e-7, 1 - 1e-7)
-        torch_step(torch, P, cv, opt, xt, u, v, kind, adapt=cv_lr > 0)
+        if kind == "reinforce":
+            torch_reinforce_step(torch, P, xt, gen)
+        else:
+            torch_step(torch, P, cv, opt, xt, u, v, kind, adapt=cv_lr > 0)
         t2 = time.perf_counter()
         if i >= warmup:
             times["scg-numba"].append(t1 - t0)
@@ -203,8 +222,8 @@ def main(argv=None):
         f"{'torch/scg':>9s}")
     for batch in args.batches:
         x, _ = load_images(batch)
-        for kind in ("rebar", "relax"):
-            for cv_lr, mode in ((1e-3, "adapted (1e-3)"), (0.0, "frozen")):
+        for kind in ("reinforce", "rebar", "relax"):  # reinforce: context (the same model, no control variate)
+            for cv_lr, mode in ((1e-3, "adapted (1e-3)"), (0.0, "frozen")) if kind != "reinforce" else ((0.0, "-"),):
                 t = time_pair(torch, g, params, x, kind, args.repeats, args.warmup, cv_lr)
                 ratio = t["torch"]["median_ms"] / t["scg-numba"]["median_ms"]
                 results.append({"estimator": kind, "cv_lr": cv_lr, "batch": batch, **t, "torch_over_scg": ratio})
