@@ -238,10 +238,13 @@ def derive_site(b: SurrogateBuilder, info: SiteInfo, kind: str) -> None:
     note = f"{kind} for {site}: f = {describe_costs(info.downstream_costs)}"
     _logistic_noise, z = _logistic(b, u, note)
     z_t = _conditional(b, u, note)
-    z_det = b.sg(z_t, note=note)
+    z_det = b.sg(z_t, note=note)  # unused (dead code, removed) when the control variate is frozen
     lam = _temperature(b, site)
     eta = _eta(b, site)
+    # frozen (cv_lr = 0): no derivative w.r.t. the control variate is taken, so c_det is just sg(c(z~))
+    frozen = _options(b).get("cv_lr", DEFAULT_CV_LR) == 0
     points = (("z", z, f"cv.{site}"), ("zt", z_t, f"cv_tilde.{site}"), ("det", z_det, f"cv_det.{site}"))
+    points = points[:2] if frozen else points
     pieces = {"z": [], "zt": [], "det": []}
     why = None
     if white:
@@ -258,7 +261,8 @@ def derive_site(b: SurrogateBuilder, info: SiteInfo, kind: str) -> None:
             pieces[key].append(_mlp(b, u, at, note, name=None if pieces[key] else name))
     if why:
         note += f" (surrogate r alone: {why})"
-    c_z, c_zt, c_det = (b.total(pieces[key], note=note, name=name) for key, _at, name in points)
+    c_z, c_zt, *det = (b.total(pieces[key], note=note, name=name) for key, _at, name in points)
+    c_det = b.sg(c_zt, note=note, name=f"cv_det.{site}") if frozen else det[0]
     lp = b.row_total(b.logp(u, note=note), note=note, name=f"logp.{site}")
     q = b.centered(info, b.qhat(info, note=note), note)  # baseline=... (EMA/LOO) is independent of b: unbiased
     weight = b.add(Op.SUB, b.sg(q, note=note), c_det, note=note, name=f"weight.{site}")
