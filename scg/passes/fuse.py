@@ -26,9 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from scg.ir.graph import Graph
+from scg.ir.graph import Graph, reads_data
 from scg.ir.node import Node
-from scg.ir.ops import STOCHASTIC_OPS, Op
+from scg.ir.ops import Op
 from scg.ir.printer import assign_names
 from scg.ir.types import I64
 from scg.passes.lower import ARRAY_OPERAND_OPS, ROW_CLASSES, Lowered, OpClass
@@ -216,7 +216,7 @@ def _checked_labels(graph: Graph) -> set[int]:
     for n in graph.nodes:
         if n.op is Op.EQUAL:
             for sample, label in (n.inputs, n.inputs[::-1]):
-                if sample.op is Op.CATEGORICAL and label.dtype == I64 and label.op not in STOCHASTIC_OPS:
+                if sample.op is Op.CATEGORICAL and label.dtype == I64 and reads_data(label):
                     labels.add(label.uid)
     return labels
 
@@ -252,7 +252,10 @@ def _row_kernel(name: str, members: list[Node], lowered: Lowered, consumers, out
         uses = [c for c in consumers.get(n.uid, []) if c.uid in local]
         later = any(where[c.uid] != where[n.uid] for c in uses)
         whole_row = any(c.op in ARRAY_OPERAND_OPS for c in uses)
-        if external_use or whole_row or (later and not scalar) or (lowered.cls(n) is OpClass.ROWOP and not scalar):
+        # the HNCA loop nests write their result row through an array argument, even one element wide
+        writes_array = n.op in ARRAY_OPERAND_OPS
+        if (external_use or whole_row or writes_array or (later and not scalar)
+                or (lowered.cls(n) is OpClass.ROWOP and not scalar)):
             outs.append(n.uid)
     checks = tuple((n.uid, lowered.checked[n.uid]) for n in members if n.uid in lowered.checked)
     work = sum(_node_work(n) for n in members)
