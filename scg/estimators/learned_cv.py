@@ -186,11 +186,12 @@ def relaxed_costs(b: SurrogateBuilder, site: Node, value: Node, costs: tuple[Nod
             subst[id(node)] = ins[0]
         elif node.op in STOCHASTIC_OPS:
             if node.op is not Op.BERNOULLI or learned.get(node.name) not in LEARNED:
+                fix = (f"serve it with 'rebar' or 'relax' too, e.g. estimator={{'default': {kind!r}, "
+                       f"{node.name!r}: {kind!r}}}" if node.op is Op.BERNOULLI else
+                       "a Normal node must be served pathwise ('scg'); a categorical one cannot be relaxed (yet)")
                 raise NotRelaxable(
                     f"{kind}: the stochastic node {node.name!r} lies between the unit {site.name!r} and its costs; "
-                    f"the relaxed re-evaluation needs it relaxed too, so serve it with 'rebar' or 'relax' "
-                    f"(Bernoulli), pathwise (Normal), e.g. estimator={{'default': {kind!r}, {node.name!r}: "
-                    f"{kind!r}}}")
+                    f"the relaxed re-evaluation needs it relaxed too: {fix}")
             logistic, _z = _logistic(b, node, note)
             # the downstream unit's own logistic noise, its logits re-evaluated at the relaxed input
             shifted = b.add(Op.ADD, ins[0], logistic, note=note)
@@ -198,6 +199,20 @@ def relaxed_costs(b: SurrogateBuilder, site: Node, value: Node, costs: tuple[Nod
         else:
             subst[id(node)] = b.graph.add(node.op, ins, node.attrs, origin=node.origin, note=note)
     return b.total([subst[id(c)] for c in costs], note=note)
+
+
+def _relaxable(b: SurrogateBuilder, u: Node, costs: tuple[Node, ...], learned: dict[str, str],
+               note: str) -> tuple[tuple[Node, ...], str | None]:
+    """The costs that can be re-evaluated relaxed, and why the others cannot (None if all can). The trial copies
+    are dead nodes, removed by the simplifier."""
+    keep, reasons = [], []
+    for c in costs:
+        try:
+            relaxed_costs(b, u, u, (c,), learned, note)  # a trial copy at the sample itself (same type)
+            keep.append(c)
+        except NotRelaxable as e:
+            reasons.append(f"{c.name!r}: {e}")
+    return tuple(keep), "; ".join(reasons) or None
 
 
 def _mlp(b: SurrogateBuilder, site: Node, z: Node, note: str, name: str | None = None) -> Node:
@@ -247,20 +262,21 @@ def derive_site(b: SurrogateBuilder, info: SiteInfo, kind: str) -> None:
     points = points[:2] if frozen else points
     pieces = {"z": [], "zt": [], "det": []}
     why = None
-    if white:
+    relaxable = white
+    if white and kind == "relax":  # RELAX relaxes the costs it can; r alone stands in for the others
+        relaxable, why = _relaxable(b, u, white, learned, note)
+    if relaxable:
         try:
             for key, at, name in points:  # named here when it is the whole control variate (rebar)
-                f_rel = relaxed_costs(b, u, _relaxed(b, at, lam, note), white, learned, note)
+                f_rel = relaxed_costs(b, u, _relaxed(b, at, lam, note), relaxable, learned, note)
                 pieces[key].append(b.add(Op.MUL, eta, f_rel, note=note, name=name if kind == "rebar" else None))
         except NotRelaxable as e:
-            if kind == "rebar":
-                raise EstimatorError(f"{e}; or use 'relax' for {site!r} (its learned surrogate stands in)") from None
-            why, pieces = str(e), {"z": [], "zt": [], "det": []}
+            raise EstimatorError(f"{e}; or use 'relax' for {site!r} (its learned surrogate stands in)") from None
     if kind == "relax":
         for key, at, name in points:
             pieces[key].append(_mlp(b, u, at, note, name=None if pieces[key] else name))
     if why:
-        note += f" (surrogate r alone: {why})"
+        note += f" (surrogate r alone for {why})"
     c_z, c_zt, *det = (b.total(pieces[key], note=note, name=name) for key, _at, name in points)
     c_det = b.sg(c_zt, note=note, name=f"cv_det.{site}") if frozen else det[0]
     lp = b.row_total(b.logp(u, note=note), note=note, name=f"logp.{site}")

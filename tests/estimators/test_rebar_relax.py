@@ -64,8 +64,10 @@ def test_relax_with_black_box_costs_and_non_relaxed_units_is_unbiased(graph):
     rng = np.random.default_rng(2)
     est.load_state({k: v + rng.normal(0, 0.5, np.shape(v)) if k.startswith("r.") else v
                     for k, v in est.state.items()})
-    if graph == "bandit":  # a (reinforce) lies between h1 and the costs: c = r alone, said in the IR
-        assert "surrogate r alone: relax: the stochastic node 'a' lies between the unit 'h1'" in str(est.ir)
+    if graph == "bandit":  # a (reinforce) lies between h1 and neg_reward: r alone for it, said in the IR
+        text = str(est.ir)
+        assert "surrogate r alone for 'neg_reward': relax: the stochastic node 'a' lies between the unit 'h1'" in text
+        assert "sparsity" not in text.split("surrogate r alone for")[1].split("\n")[0]  # sparsity is relaxed
     ok, worst = is_unbiased(est, scg.exact(g, params, inputs), params, inputs)
     assert ok, worst
 
