@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -76,12 +78,25 @@ def rebar() -> None:
     print(f"Command: `{r['command']}`\n")
     print(f"Exact gradient at phi = 0 (scg.exact): {r['exact_gradient']:.6f}; "
           f"{r['config']['draws']} single-sample estimates per estimator.\n")
-    print("| estimator | mean | std of one estimate | std error | (mean - exact) / std error |")
+    print("| estimator | mean | variance of one estimate | std error | (mean - exact) / std error |")
     print("|---|---|---|---|---|")
     for label, row in r["estimates_at_phi0"].items():
         z = "no noise (exact)" if row["z_vs_exact"] is None else f"{row['z_vs_exact']:.2f}"
-        print(f"| {label} | {row['mean']:.5f} | {row['std']:.4f} | {row['std_error']:.5f} | {z} |")
+        var = "0" if row["z_vs_exact"] is None else f"{row['variance']:.3g}"
+        print(f"| {label} | {row['mean']:.5f} | {var} | {row['std_error']:.5f} | {z} |")
     print()
+    for label, a in r.get("adapted_at_phi0", {}).items():
+        print(f"- {label}: eta = {a['eta']:.4g}, lambda = {a['lambda']:.4g}, variance {a['variance']:.3g}")
+    print()
+    curves = r["optimisation"]
+    if "0.45" in curves:  # per target: mean log10 variance of one estimate along training (zero counted as 1e-12)
+        labels = list(next(iter(curves.values())))
+        print("| t | " + " | ".join(labels) + " |")
+        print("|---|" + "---|" * len(labels))
+        for t, by in curves.items():
+            cells = [np.mean([np.log10(max(p["grad_variance"], 1e-12)) for p in by[lb]]) for lb in labels]
+            print(f"| {t} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+        print()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from scg.errors import ScgError
 
-ESTIMATORS = ("reinforce", "scg", "muprop", "hnca", "arm", "disarm", "vimco", "concrete", "gumbel_st")
+ESTIMATORS = ("reinforce", "scg", "muprop", "hnca", "arm", "disarm", "vimco", "concrete", "gumbel_st", "rebar",
+              "relax")
 BENCH_SCRIPT = Path("benchmarks") / "bandit_step.py"
 
 

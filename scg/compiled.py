@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from scg import guards
+from scg import guards, learned_state
 from scg.backends import numpy_ops
 from scg.backends.registry import get_backend
 from scg.errors import EstimatorError, InputError, ScgError
@@ -77,7 +77,8 @@ class CompiledEstimator:
 
     ``ir`` is the estimator graph (print it); ``model`` the user's graph;
     ``assignment`` says which estimator serves each stochastic node; ``state``
-    holds the EMA baselines (``reset_baseline()`` clears them).
+    holds the EMA baselines and REBAR/RELAX control variates with their Adam moments
+    (``reset_baseline()`` restarts them).
     """
 
     def __init__(self, model: Graph, estimator, backend: str, baseline: str | None, precision: str,
@@ -102,6 +103,8 @@ class CompiledEstimator:
         self.program = self._bind(self.ir)
         self.state: dict[str, np.ndarray] = {}
         self._ema_seen: set[str] = set()
+        self._cv = learned_state.LearnedState(getattr(derived, "cv_state", None) or {}, self.options.get("cv_lr", 0.0))
+        self._cv.reset(self.state)
 
     def _bind(self, ir: Graph):
         program = get_backend(self.backend)(ir, self.precision)
@@ -133,19 +136,26 @@ class CompiledEstimator:
         Refuses (``ScgError``) anything but finite numbers under this estimator's baseline names.
         """
         known = {k.removeprefix("ema/"): node.shape for k, node in self.ir.outputs.items() if k.startswith("ema/")}
+        known.update(self._cv.shapes())
         state = guards.check_state(state, known)
         self.reset_baseline()
+        learned = self._cv.shapes()
         for name, value in state.items():
             self.state[name] = np.asarray(value, dtype=np.float64)
-            self._ema_seen.add(name)
+            if name not in learned:
+                self._ema_seen.add(name)
 
     def reset_baseline(self) -> None:
+        """Clear the EMA baselines; REBAR/RELAX control variates (and their Adam moments) restart too."""
         self.state.clear()
         self._ema_seen.clear()
+        self._cv.reset(self.state)
 
     def _state(self) -> dict[str, np.ndarray]:
         names = [k.removeprefix("ema/") for k in self.ir.outputs if k.startswith("ema/")]
-        return {n: self.state.get(n, np.zeros(())) for n in names}
+        out = {n: self.state.get(n, np.zeros(())) for n in names}
+        out.update({k: self.state[k] for k in self._cv.init})
+        return out
 
     def sample(self, params, inputs, *, seed: int = 0, n_samples: int | None = None) -> Run:
         """Draw the samples (phase 1); ``run.grads(external=...)`` finishes the call."""
@@ -232,6 +242,9 @@ class CompiledEstimator:
                 costs[key.removeprefix("cost/")] = float(np.mean(values[node.uid]))
             elif key.startswith("ema/") and update_ema:
                 self._update_ema(key.removeprefix("ema/"), values[node.uid])
+        if update_ema:  # one Adam step on the control variates per call (cvgrad/ outputs exist when cv_lr > 0)
+            self._cv.step(self.state, {k.removeprefix("cvgrad/"): values[n.uid] for k, n in outs.items()
+                                       if k.startswith("cvgrad/")})
         rows = next((values[node.uid].shape[0] // k for key, node in outs.items() if key.startswith("cost/")), 1)
         objective = float(values[outs["objective"].uid]) if "objective" in outs else None
         return Result(grads=grads, cost=float(values[outs["cost"].uid]), costs=costs,
@@ -303,11 +316,13 @@ def compile(graph: Graph, estimator="scg", backend: str = "numpy", baseline: str
     """Derive ``graph``'s gradient estimator as IR and bind it to a backend.
 
     ``estimator``: ``"reinforce"``, ``"scg"``, ``"muprop"``, ``"hnca"``, ``"arm"``,
-    ``"disarm"``, ``"vimco"`` (with ``objective="iwae"``), ``"concrete"``, ``"gumbel_st"``
+    ``"disarm"``, ``"vimco"`` (with ``objective="iwae"``), ``"rebar"``, ``"relax"`` (learned
+    control variates in ``est.state``, one Adam step per call), ``"concrete"``, ``"gumbel_st"``
     (biased: they warn, ``est.unbiased`` is False), or a dict ``{"default": ..., "<node>": ...}``.
     ``objective``: ``"mean"`` (``J = E[mean over rows of the total cost]``) or ``"iwae"``
     (``E[mean over rows of -log mean_k exp(-C_k)]`` over the ``n_samples=K >= 2`` draws).
-    ``options``: estimator settings, e.g. ``{"temperature": 0.5}`` for the relaxed ones.
+    ``options``: estimator settings, e.g. ``{"temperature": 0.5}`` for the relaxed ones,
+    ``{"cv_lr": 1e-3, "eta": 1.0, "lambda": 0.5, "cv_hidden": (10,)}`` for REBAR/RELAX.
     ``n_samples``: default draws per row for calls that do not pass ``n_samples``
     (default 1; ``objective="iwae"`` refuses fewer than 2, so say K here or in each call). ``baseline``: None, ``"ema"`` or ``"loo"``
     (leave-one-out across ``n_samples`` draws of a row; needs ``n_samples >= 2``).

@@ -14,7 +14,9 @@ Straight-line stages, each a pure function, verified after each with
 The result's outputs: ``cost`` (mean total cost), ``cost/<name>``,
 ``sample/<name>``, ``grad/<param>``, ``ema/<node>`` (EMA baseline updates) and
 ``surrogate/<site>`` (the per-row surrogate terms crediting each site, so every
-site's term stays visible in the printed IR).
+site's term stays visible in the printed IR) and, for REBAR/RELAX with ``cv_lr > 0``,
+``cvgrad/<key>`` (the gradient of ``sum(g^2)`` w.r.t. each control-variate state entry:
+second-order autodiff through the ``grad`` stage's output).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from scg.errors import ScgWarning
-from scg.estimators import score_function, vimco, zoo
+from scg.estimators import learned_cv, score_function, vimco, zoo
 from scg.estimators.base import SurrogateBuilder
 from scg.estimators.pathwise import reparameterise
 from scg.estimators.registry import SITE_RULES, assign
@@ -48,6 +50,7 @@ class Derived:
     objective: str = "mean"
     options: Mapping = None       # resolved estimator options (temperature, ...)
     unbiased: bool = True         # False when a biased estimator (concrete, gumbel_st) serves a node
+    cv_state: Mapping = None      # rebar/relax: state key -> initial value of the control-variate parameters
 
 
 def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: str | None = None,
@@ -70,6 +73,8 @@ def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: s
     work = graph.derive(f"{model.name}.{label}")
     builder = SurrogateBuilder(work, deps, baseline)
     builder.cache["objective"] = objective
+    builder.cache["options"] = opts
+    builder.cache["learned_cv"] = {n: e for n, e in assignment.items() if e in zoo.LEARNED}
     for name, info in deps.sites.items():
         if name in routing.reasons:
             score_function.derive_site(builder, info, label=f"score function (not pathwise: {routing.reasons[name]})")
@@ -90,6 +95,11 @@ def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: s
     params = list(model.params.values())
     graph, grads = grad(graph, loss, params, note="autodiff")
     graph = maybe_verify(graph, "grad")
+    cv = learned_cv.cv_state(builder)
+    cv_grads = {}
+    if cv and opts.get("cv_lr", 0.0) > 0:  # frozen control variates need no second-order pass
+        graph, cv_grads = learned_cv.variance_gradient(graph, grads, cv)
+        graph = maybe_verify(graph, "variance gradient")
     builder.graph = graph
 
     outputs: dict[str, Node] = {}
@@ -108,12 +118,15 @@ def derive(model: Graph, estimator: str | Mapping[str, str] = "scg", baseline: s
         outputs[f"grad/{p.name}"] = g
     for name, node in builder.ema_updates.items():
         outputs[f"ema/{name}"] = node
+    for key, g in cv_grads.items():
+        outputs[f"cvgrad/{key}"] = g
     for name, terms in builder.site_terms.items():
         outputs[f"surrogate/{name}"] = builder.total(terms, note=f"surrogate terms crediting {name}")
     graph = builder.graph
     graph.outputs = outputs
     graph = maybe_verify(simplify(graph), "simplify")
-    return Derived(graph, dict(assignment), baseline, objective, opts, zoo.unbiased(assignment))
+    return Derived(graph, dict(assignment), baseline, objective, opts, zoo.unbiased(assignment),
+                   {k: init for k, (_node, init) in cv.items()})
 
 
 def _warn_about_dead_ends(graph: Graph, deps, skip: set[str] = frozenset()) -> None:

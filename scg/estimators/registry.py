@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from scg.errors import EstimatorError
-from scg.estimators import arm, hnca, muprop, score_function, vimco, zoo
+from scg.estimators import arm, hnca, learned_cv, muprop, score_function, vimco, zoo
 from scg.ir.graph import Graph
 from scg.ir.ops import Op
 
@@ -20,9 +20,11 @@ SITE_RULES: dict[str, Callable] = {
     "vimco": vimco.derive_site,
     "concrete": zoo.no_rule,
     "gumbel_st": zoo.no_rule,
+    "rebar": learned_cv.derive_rebar,
+    "relax": learned_cv.derive_relax,
 }
 # estimators defined for discrete units only: naming a Normal node for one is an error
-DISCRETE_ONLY = ("hnca", "muprop", "arm", "disarm", "concrete", "gumbel_st")
+DISCRETE_ONLY = ("hnca", "muprop", "arm", "disarm", "concrete", "gumbel_st", "rebar", "relax")
 ESTIMATORS = tuple(SITE_RULES)
 
 

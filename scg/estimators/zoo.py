@@ -24,9 +24,10 @@ from scg.passes.dependencies import analyse
 OBJECTIVES = ("mean", "iwae")
 RELAXED = ("concrete", "gumbel_st")
 COUPLED = ("arm", "disarm")
+LEARNED = ("rebar", "relax")   # learned control variates (scg.estimators.learned_cv)
 DEFAULT_TEMPERATURE = 0.5
 # option -> the estimators that read it
-OPTIONS = {"temperature": RELAXED}
+OPTIONS = {"temperature": RELAXED, "cv_lr": LEARNED, "eta": LEARNED, "lambda": LEARNED, "cv_hidden": ("relax",)}
 DICE_OPTIONS = ("max_hessian_size", "loaded_lambda")  # read by scg.compiled_dice, which checks them itself
 
 UNBIASED_FOR = {
@@ -96,7 +97,33 @@ def _options(options, used: set[str]) -> dict:
     tau = options.get("temperature", DEFAULT_TEMPERATURE)
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau <= 0:
         raise EstimatorError(f"option 'temperature' must be a positive finite number, got {tau!r}")
-    return {"temperature": float(tau)}
+    out = {"temperature": float(tau)}
+    if used & set(LEARNED):
+        out.update(_learned_options(options))
+    return out
+
+
+def _number(options, key: str, default: float, ok, what: str) -> float:
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+        raise EstimatorError(f"option {key!r} must be {what}, got {value!r}")
+    return float(value)
+
+
+def _learned_options(options) -> dict:
+    """REBAR/RELAX: the control variate's learning rate, initial eta and lambda, RELAX's hidden widths."""
+    from scg.estimators import learned_cv as lc
+    out = {"cv_lr": _number(options, "cv_lr", lc.DEFAULT_CV_LR, lambda x: x >= 0, "a finite number >= 0 (0 freezes "
+                            "the control variate)"),
+           "eta": _number(options, "eta", lc.DEFAULT_ETA, lambda x: True, "a finite number"),
+           "lambda": _number(options, "lambda", lc.DEFAULT_LAMBDA, lambda x: x > 0, "a positive finite number")}
+    hidden = options.get("cv_hidden", lc.DEFAULT_HIDDEN)
+    if (not isinstance(hidden, (tuple, list))
+            or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden)):
+        raise EstimatorError(f"option 'cv_hidden' must be a tuple of positive ints (RELAX's hidden widths, e.g. "
+                             f"(10,) or ()), got {hidden!r}")
+    out["cv_hidden"] = tuple(hidden)
+    return out
 
 
 def relax_sites(graph: Graph, assignment: Mapping[str, str], opts: Mapping) -> tuple[Graph, dict[str, Node]]:

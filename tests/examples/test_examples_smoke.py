@@ -54,6 +54,10 @@ def test_rebar_toy_quick(tmp_path):
     assert rows["hnca (f-HNCA)"]["mean"] == pytest.approx(0.025) and rows["hnca (f-HNCA)"]["std"] < 1e-9
     for r in rows.values():  # unbiased: within 5 standard errors of the exact value
         assert r["z_vs_exact"] is None or abs(r["z_vs_exact"]) < 5
+    assert {"disarm", "rebar eta=1 lambda=0.5 (start)"} <= set(rows)
+    assert any(k.startswith("relax adapted") for k in rows)
+    assert set(res["optimisation"]) == {"0.45", "0.499", "0.501"}
+    assert {"rebar", "relax", "disarm", "rloo (K=2)"} <= set(res["optimisation"]["0.45"])
     assert (tmp_path / "rebar_toy.png").is_file()
 
 
