@@ -4,24 +4,37 @@
 ``scg.backends.registry`` with exactly the semantics of the NumPy interpreter
 (``numpy_ref.evaluate``): the same validation and loading (it calls
 ``numpy_ref.bind``), the same row layout with ``n_samples``, overrides,
-``stop_at_external`` and state. A call runs the fused plan's steps in order:
+``stop_at_external`` and state. The fused plan is scheduled by ``numba_driver``
+into native segments and host steps; a plain call of the bandit or SBN
+estimators is ONE call of a generated ``@njit`` driver, which runs in order:
 
-* ``rows`` kernels: generated ``@njit`` functions (parallel over rows when the
+* ``rows`` kernels: generated ``@njit`` functions (``prange`` over rows when the
   per-row work pays for a parallel region), all elementwise chains, densities,
-  sampling, per-row reductions and HNCA counterfactual loop nests;
+  sampling, per-row reductions and HNCA counterfactual loop nests; one compiled
+  kernel per distinct pattern (identical layers share it);
 * ``cross`` kernels: runtime ``@njit`` functions for values coupling rows
   (leave-one-out baseline, sums over rows);
-* ``blas`` steps: matmul / outer_sum through NumPy's BLAS, *between* kernels so
-  BLAS threads never compete with a parallel region (docs/design.md, toolchain facts);
-* ``host`` steps: unbatched (parameter-side) nodes by their NumPy rule.
+* ``blas`` steps: ``np.dot`` inside the driver into preallocated outputs, *between*
+  kernels so BLAS threads never compete with a parallel region (docs/design.md,
+  toolchain facts);
+* range checks of index operands computed inside the driver (a failed one makes the
+  NumPy spec re-run on the call to raise its error).
+
+What stays on the host, per call: ``bind`` (validation and loading of the arguments),
+range checks of caller-supplied index operands, the unbatched parameter-side steps
+(``row_scale``, the final ``mean * inv_rows`` of a cost, transposes of parameters, BLAS
+shapes ``np.dot`` does not cover) by their NumPy rule, the distribution-argument checks,
+and copying the returned values out of the workspace. Constants are folded (their rule
+runs at the first call only).
 
 Every uniform is a pure function of (seed, site, draw, row, element) (Philox,
 ``scg.backends.rng``), so results do not depend on the thread count.
 
-The returned dict holds every value the plan materialises (all graph outputs,
-samples, leaves and the values crossing kernels), not the fused temporaries.
-Each call pattern (which nodes are overridden or deferred) gets its own plan
-variant, compiled once and cached in memory and on disk.
+Values a driver writes live in a workspace reused by every call with the same row
+count; ``run`` returns fresh arrays: every graph output and leaf, and in a phase-1
+call (``stop_at_external``) every materialised value (phase 2 takes them back as
+overrides). Each call pattern (which nodes are overridden or deferred) gets its own
+plan variant, compiled once and cached in memory and on disk.
 """
 
 from __future__ import annotations
