@@ -6,7 +6,8 @@ allocation and a few checks per step). Here the plan is *scheduled* into
 * native **segments**: maximal runs of steps that compile to Numba, rendered as one
   ``drive<i>`` function calling, in plan order, the row kernels (``k<j>``, each its
   own shape-generic ``@njit`` function, shared by identical layers), the BLAS steps
-  (``np.dot`` inside njit, into preallocated outputs), the cross-row kernels
+  (``np.dot`` inside njit, into preallocated outputs, through the runtime's
+  ``matmul_into`` / ``outer_sum_into``: compiled once per signature, cached with the runtime), the cross-row kernels
   (``rt.loo``, ``rt.colsum``) and the range checks of index operands computed inside
   the segment;
 * **host** steps, run by their NumPy rule from Python: folded constants (computed
@@ -152,19 +153,22 @@ def _a(u: int) -> str:
     return f"a{u}"
 
 
+def _as(node: Node, shape: str, ndim: int) -> str:
+    """The node's driver array viewed with ``ndim`` dimensions (``reshape`` only where needed)."""
+    have = max(1, node.type.rank + (1 if node.batched else 0))
+    return _a(node.uid) if have == ndim else f"{_a(node.uid)}.reshape({shape})"
+
+
 def _blas(node: Node, out: Out) -> None:
     a, b = node.inputs
     if node.op is Op.MATMUL:
         k = a.shape[-1]
-        if b.type.rank == 2:
-            target = f"{_a(node.uid)}.reshape((-1, {b.shape[-1]}))"
-        else:
-            target = f"{_a(node.uid)}.reshape(-1)"
-        out(f"np.dot({_a(a.uid)}.reshape((-1, {k})), {_a(b.uid)}, {target})  # matmul #{node.uid}")
+        target = _as(node, f"(-1, {b.shape[-1]})", 2) if b.type.rank == 2 else _as(node, "-1", 1)
+        out(f"rt.matmul_into({_as(a, f'(-1, {k})', 2)}, {_a(b.uid)}, {target})  # matmul #{node.uid}")
         return
     p, m = a.shape[-1], b.shape[-1]
-    out(f"np.dot({_a(a.uid)}.reshape((-1, {p})).T, {_a(b.uid)}.reshape((-1, {m})), "
-        f"{_a(node.uid)}.reshape(({p}, {m})))  # outer_sum #{node.uid}")
+    target = _a(node.uid) if tuple(node.shape) == (p, m) else f"{_a(node.uid)}.reshape(({p}, {m}))"
+    out(f"rt.outer_sum_into({_as(a, f'(-1, {p})', 2)}, {_as(b, f'(-1, {m})', 2)}, {target})  # outer_sum #{node.uid}")
 
 
 def render_segment(seg: Segment, by_uid: dict[int, Node], sites: dict[str, tuple[int, ...]],
@@ -195,9 +199,9 @@ def render_segment(seg: Segment, by_uid: dict[int, Node], sites: dict[str, tuple
         if k.kind == "blas":
             _blas(node, out)
         elif node.op is Op.LOO_BASELINE:
-            out(f"rt.loo({_a(x.uid)}.reshape((n, -1)), {_a(node.uid)}.reshape((n, -1)), n // B, B)  # loo #{node.uid}")
+            out(f"rt.loo({_as(x, '(n, -1)', 2)}, {_as(node, '(n, -1)', 2)}, n // B, B)  # loo #{node.uid}")
         else:  # unbroadcast: a sum over rows
-            out(f"rt.colsum({_a(x.uid)}.reshape((n, -1)), {_a(node.uid)}.reshape(-1))  # colsum #{node.uid}")
+            out(f"rt.colsum({_as(x, '(n, -1)', 2)}, {_as(node, '-1', 1)})  # colsum #{node.uid}")
     out("return 0")
     return local_names("\n".join(out.lines))
 

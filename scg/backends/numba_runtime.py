@@ -292,6 +292,22 @@ def loo(x, out, k, b):
 
 
 @njit(**JIT)
+def matmul_into(a, b, out):
+    """out = a @ b by BLAS (np.dot into a preallocated out): the drivers' matmul steps.
+
+    A runtime function, not inline driver code: np.dot's Numba implementation is seconds of
+    compile per call site; here it compiles once per signature and is cached with the runtime.
+    """
+    np.dot(a, b, out)
+
+
+@njit(**JIT)
+def outer_sum_into(a, b, out):
+    """out = a^T b (sum over rows of outer products) by BLAS: the drivers' outer_sum steps."""
+    np.dot(a.T, b, out)
+
+
+@njit(**JIT)
 def in_range(x, depth):
     """Whether every index of the flat integer array x lies in [0, depth) (the driver's range check)."""
     for i in range(x.shape[0]):
