@@ -257,7 +257,10 @@ def _row_kernel(name: str, members: list[Node], lowered: Lowered, consumers, out
         uses = [c for c in consumers.get(n.uid, []) if c.uid in local]
         later = any(where[c.uid] != where[n.uid] for c in uses)
         whole_row = any(c.op in ARRAY_OPERAND_OPS for c in uses)
-        if external_use or whole_row or (later and not scalar) or (lowered.cls(n) is OpClass.ROWOP and not scalar):
+        # the HNCA loop nests write their result row through an array argument, even one element wide
+        writes_array = n.op in ARRAY_OPERAND_OPS
+        if (external_use or whole_row or writes_array or (later and not scalar)
+                or (lowered.cls(n) is OpClass.ROWOP and not scalar)):
             outs.append(n.uid)
     checks = tuple((n.uid, lowered.checked[n.uid]) for n in members if n.uid in lowered.checked)
     work = sum(_node_work(n) for n in members)

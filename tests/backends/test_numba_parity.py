@@ -56,6 +56,13 @@ def test_direct_costs_f_hnca(estimator):
     _check_calls(bandit(layers=1, sparsity=True), estimator)
 
 
+def test_one_unit_layers_hnca():
+    # width-1 layers: the counterfactual delta is one element per row yet written through an array
+    # argument, so it must be materialised even when its only consumer is in the same kernel
+    # (found by the construct fuzzer: the kernel read an undefined 'a31')
+    _check_calls(bandit(layers=2, hidden=1, k=3, sparsity=True), "hnca")
+
+
 @pytest.mark.parametrize("estimator", ["hnca", "reinforce"])
 def test_external_costs_two_phase(estimator):
     g = external()
