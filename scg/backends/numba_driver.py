@@ -92,6 +92,13 @@ def native(k: Kernel) -> bool:
     return False
 
 
+# Steps per driver. Numba/LLVM compile time of a driver grows faster than linearly with its
+# call sites (measured on the 64-wide HNCA chain, loaded 2-core machine: ~0.2 s per step at
+# 20-40 steps, ~0.4 s per step at 78), so a longer run of native steps is cut into drivers
+# of at most this many steps (the bandit's plans fit in one).
+MAX_DRIVER_STEPS = 48
+
+
 def schedule(plan: Plan, by_uid: dict[int, Node]) -> Schedule:
     """Group the plan's native steps into segments; host steps move before or after a segment.
 
@@ -116,7 +123,7 @@ def schedule(plan: Plan, by_uid: dict[int, Node]) -> Schedule:
 
     for k in plan.kernels:
         if native(k):
-            if any(u in deferred_out for u in k.inputs):
+            if any(u in deferred_out for u in k.inputs) or len(pending) >= MAX_DRIVER_STEPS:
                 close()
             pending.append(k)
             produced.update(k.outputs)

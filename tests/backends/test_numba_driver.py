@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from numba_graphs import bandit, data
+from numba_graphs import assert_results_match, bandit, data
 
 import scg
 from scg.backends import numba_driver
@@ -126,3 +126,17 @@ def test_driver_source_has_no_per_layer_kernels():
     assert src.count("same pattern as") >= 2
     assert "np.int64(" in src
     assert numba_driver.native(next(k for k in est.plan.kernels if k.kind == "blas"))
+
+
+def test_long_runs_are_cut_into_several_drivers(monkeypatch):
+    """With at most 3 steps per driver the bandit runs several drivers, each reading the previous
+    ones' workspace values: same samples and gradients as numpy."""
+    monkeypatch.setattr(numba_driver, "MAX_DRIVER_STEPS", 3)
+    g = bandit()
+    est = scg.compile(g, estimator="hnca", backend="numba")
+    sched = est.program._base.schedule
+    assert len(sched.segments) > 3 and all(len(s.kernels) <= 3 for s in sched.segments)
+    params, inputs = data(est.model)
+    got = est(params, inputs, seed=2, n_samples=2)
+    ref = scg.compile(g, estimator="hnca", backend="numpy")(params, inputs, seed=2, n_samples=2)
+    assert_results_match(ref, got, 1e-10)
