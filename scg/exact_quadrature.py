@@ -34,8 +34,18 @@ DISCONTINUOUS = {Op.STEP: (0,), Op.GREATER: (0, 1), Op.EQUAL: (0, 1), Op.WHERE: 
 
 
 def hermite_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights (summing to 1) of the n-point Gauss-Hermite rule for N(0, 1)."""
-    x, w = np.polynomial.hermite_e.hermegauss(n)
+    """Nodes and weights (summing to 1) of the n-point Gauss-Hermite rule for N(0, 1).
+
+    Golub-Welsch: the nodes are the eigenvalues of the Jacobi matrix of the probabilists'
+    Hermite recurrence (zero diagonal, off-diagonal ``sqrt(k)``, k = 1..n-1) and the weights
+    the squared first components of its unit eigenvectors. Stable for any n, unlike the
+    polynomial-value formula (NumPy's ``hermegauss`` overflows to NaN weights near n = 384).
+    """
+    off = np.sqrt(np.arange(1.0, n))
+    x, v = np.linalg.eigh(np.diag(off, 1) + np.diag(off, -1))
+    w = v[0] ** 2
+    x = (x - x[::-1]) / 2  # exactly symmetric, as the rule is
+    w = (w + w[::-1]) / 2
     return x, w / w.sum()
 
 
@@ -46,7 +56,8 @@ def site_values(node: Node, quadrature_points: int) -> tuple[np.ndarray, np.ndar
         return np.array(dist.values(dist.n_values(node))), None
     if dist.noise is Op.NOISE_NORMAL:  # loc + scale * eps, eps ~ N(0, 1): Gauss-Hermite nodes for eps
         x, w = hermite_rule(quadrature_points)
-        return x, np.log(w)
+        keep = w > 0  # far nodes of large rules underflow to weight 0: they contribute nothing
+        return x[keep], np.log(w[keep])
     raise ExactError(f"scg.exact cannot enumerate {node.label()}, a {node.op.pretty} node")
 
 

@@ -41,6 +41,17 @@ def test_rule_weights_sum_to_one_and_match_normal_moments():
     np.testing.assert_allclose(moments, [1, 0, 1, 0, 3, 0, 15, 0, 105, 0], atol=1e-9)
 
 
+@pytest.mark.parametrize("n", [384, 1000])
+def test_rule_stays_finite_for_many_points(n):
+    # the polynomial-value weights (numpy's hermegauss) overflow to NaN near n = 384, which made
+    # the fuzzer's refined oracle return NaN gradients; the Golub-Welsch rule does not
+    x, w = hermite_rule(n)
+    assert np.all(np.isfinite(x)) and np.all(np.isfinite(w)) and np.all(w >= 0)
+    np.testing.assert_allclose([np.sum(w * x**k) for k in range(7)], [1, 0, 1, 0, 3, 0, 15], atol=1e-9)
+    ex = scg.exact(_normal_square(), {"mu": np.array(0.3), "sigma": np.array(0.7)}, {}, quadrature_points=n)
+    np.testing.assert_allclose(ex.grads["mu"], 2 * (0.3 - 1), rtol=1e-10)
+
+
 @pytest.mark.parametrize("mu, sigma", [(0.0, 1.0), (0.3, 0.7), (-1.2, 2.5)])
 def test_normal_square_closed_form(mu, sigma):
     """E[(z - 1)^2] = (mu - 1)^2 + sigma^2; d/dmu = 2 (mu - 1); d/dsigma = 2 sigma."""

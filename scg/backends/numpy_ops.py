@@ -22,8 +22,9 @@ import numpy as np
 
 from scg.backends import rng
 from scg.errors import BackendError, InputError
+from scg.ir.graph import reads_data
 from scg.ir.node import Node, expression
-from scg.ir.ops import STOCHASTIC_OPS, Op
+from scg.ir.ops import Op
 from scg.ir.types import I64
 
 if TYPE_CHECKING:
@@ -203,10 +204,10 @@ def _check_normal(node: Node, loc: np.ndarray, scale: np.ndarray, what: str) -> 
 
 
 def _check_label(node: Node, args: list) -> None:
-    """``equal(a, y)`` with ``a`` a Categorical sample over K classes: an integer label y must be in [0, K),
-    whether y is an input or computed (``y + 1``); a label that is itself a sample is in range by construction."""
+    """``equal(a, y)`` with ``a`` a Categorical sample over K classes: an integer label y read from the data
+    must be in [0, K), whether y is an input or computed (``y + 1``); see ``scg.ir.graph.reads_data``."""
     for (sample, label), value in ((node.inputs, args[1]), (node.inputs[::-1], args[0])):
-        if sample.op is not Op.CATEGORICAL or label.dtype != I64 or label.op in STOCHASTIC_OPS or value is None:
+        if sample.op is not Op.CATEGORICAL or label.dtype != I64 or not reads_data(label) or value is None:
             continue
         k, idx = sample.inputs[0].shape[-1], np.asarray(value)
         bad = (idx < 0) | (idx >= k)

@@ -153,3 +153,23 @@ class Graph:
     def to_dot(self) -> str:
         from scg.ir.dot import to_dot
         return to_dot(self)
+
+
+def reads_data(node: Node) -> bool:
+    """Whether ``node``'s value comes from an input, not counting inputs seen only through a sample.
+
+    A categorical label is range-checked against the sample it is compared with only when it
+    reads the user's data (``equal(a, y)``, ``equal(a, y + 1)``): that is a likely data bug. A
+    label made of samples and constants (``equal(a, b)`` with ``b`` over more classes, or the
+    enumerated values HNCA puts in place of ``b``) may leave ``[0, K)``, and ``equal`` is then 0.
+    """
+    stack, seen = [node], set()
+    while stack:
+        n = stack.pop()
+        if n.op is Op.INPUT:
+            return True
+        if n.op in STOCHASTIC_OPS or n.uid in seen:
+            continue
+        seen.add(n.uid)
+        stack.extend(n.inputs)
+    return False

@@ -26,9 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from scg.ir.graph import Graph
+from scg.ir.graph import Graph, reads_data
 from scg.ir.node import Node
-from scg.ir.ops import STOCHASTIC_OPS, Op
+from scg.ir.ops import Op
 from scg.ir.printer import assign_names
 from scg.ir.types import I64
 from scg.passes.lower import ARRAY_OPERAND_OPS, ROW_CLASSES, Lowered, OpClass
@@ -221,7 +221,7 @@ def _checked_labels(graph: Graph) -> set[int]:
     for n in graph.nodes:
         if n.op is Op.EQUAL:
             for sample, label in (n.inputs, n.inputs[::-1]):
-                if sample.op is Op.CATEGORICAL and label.dtype == I64 and label.op not in STOCHASTIC_OPS:
+                if sample.op is Op.CATEGORICAL and label.dtype == I64 and reads_data(label):
                     labels.add(label.uid)
     return labels
 

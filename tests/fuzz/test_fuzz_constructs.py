@@ -60,6 +60,18 @@ PINNED = [
                 {"kind": "categorical", "link": "affine", "width": 0, "k": 3, "use": "one_hot"}],
      "costs": ["external", "regulariser"], "blackbox": [], "external_reads": [0, 1],
      "external_depends_on": "all", "n_samples": 2, "baseline": "ema", "mix": ("scg", 0, "reinforce"), "seed": 14},
+    # equal between categoricals over 2 and 3 classes: HNCA enumerates the 3-class one, and its value 2
+    # is no label error for the 2-class sample (long-profile find: a call-time InputError)
+    {"layers": [{"kind": "categorical", "link": "affine", "width": 0, "k": 2, "use": "one_hot_wide"},
+                {"kind": "normal", "link": "tanh", "width": 1, "scale": "parent"},
+                {"kind": "categorical", "link": "affine", "width": 0, "k": 3, "use": "one_hot_wide"}],
+     "costs": ["pair_equal"], "blackbox": [], "n_samples": 1, "baseline": None, "seed": 1},
+    # a slowly converging quadrature: the refined oracle reaches 384 Gauss-Hermite points (long-profile find:
+    # NaN oracle gradients from numpy's hermegauss there)
+    {"layers": [{"kind": "normal", "link": "affine", "width": 1, "scale": "parent"},
+                {"kind": "bernoulli", "link": "affine", "width": 2, "probs": False}],
+     "costs": ["match"], "blackbox": ["match"], "blackbox_params": False, "n_samples": 3, "baseline": "ema",
+     "seed": 6294},
 ]
 
 
