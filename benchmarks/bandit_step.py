@@ -484,6 +484,8 @@ def plan(args, available: list[str]) -> list[dict]:
         batch_reps = {50: (5, 20), 1024: (3, 10)}
         sweep_widths, sweep_reps = FULL_SWEEP, (2, 7)
         budget = 40.0
+    if args.budget is not None:
+        budget = args.budget
     cfgs = []
     for e in ESTIMATORS:
         for b, (w, r) in batch_reps.items():
@@ -507,6 +509,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(HERE / "results" / "bandit_step.json"), help="JSON output path")
     ap.add_argument("--impls", default=",".join(IMPLS), help="comma-separated subset of " + ",".join(IMPLS))
     ap.add_argument("--no-sweep", action="store_true", help="skip the width sweep")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds of steps per configuration and process (default 40, 4 with --quick)")
     ap.add_argument("--sweep-batch", type=int, default=50)
     ap.add_argument("--wait-quiet", type=float, default=None,
                     help="before each configuration, wait up to this many seconds for other processes to "

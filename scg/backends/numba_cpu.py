@@ -4,24 +4,37 @@
 ``scg.backends.registry`` with exactly the semantics of the NumPy interpreter
 (``numpy_ref.evaluate``): the same validation and loading (it calls
 ``numpy_ref.bind``), the same row layout with ``n_samples``, overrides,
-``stop_at_external`` and state. A call runs the fused plan's steps in order:
+``stop_at_external`` and state. The fused plan is scheduled by ``numba_driver``
+into native segments and host steps; a plain call of the bandit or SBN
+estimators is ONE call of a generated ``@njit`` driver, which runs in order:
 
-* ``rows`` kernels: generated ``@njit`` functions (parallel over rows when the
+* ``rows`` kernels: generated ``@njit`` functions (``prange`` over rows when the
   per-row work pays for a parallel region), all elementwise chains, densities,
-  sampling, per-row reductions and HNCA counterfactual loop nests;
+  sampling, per-row reductions and HNCA counterfactual loop nests; one compiled
+  kernel per distinct pattern (identical layers share it);
 * ``cross`` kernels: runtime ``@njit`` functions for values coupling rows
   (leave-one-out baseline, sums over rows);
-* ``blas`` steps: matmul / outer_sum through NumPy's BLAS, *between* kernels so
-  BLAS threads never compete with a parallel region (docs/design.md, toolchain facts);
-* ``host`` steps: unbatched (parameter-side) nodes by their NumPy rule.
+* ``blas`` steps: ``np.dot`` inside the driver into preallocated outputs, *between*
+  kernels so BLAS threads never compete with a parallel region (docs/design.md,
+  toolchain facts);
+* range checks of index operands computed inside the driver (a failed one makes the
+  NumPy spec re-run on the call to raise its error).
+
+What stays on the host, per call: ``bind`` (validation and loading of the arguments),
+range checks of caller-supplied index operands, the unbatched parameter-side steps
+(``row_scale``, the final ``mean * inv_rows`` of a cost, transposes of parameters, BLAS
+shapes ``np.dot`` does not cover) by their NumPy rule, the distribution-argument checks,
+and copying the returned values out of the workspace. Constants are folded (their rule
+runs at the first call only).
 
 Every uniform is a pure function of (seed, site, draw, row, element) (Philox,
 ``scg.backends.rng``), so results do not depend on the thread count.
 
-The returned dict holds every value the plan materialises (all graph outputs,
-samples, leaves and the values crossing kernels), not the fused temporaries.
-Each call pattern (which nodes are overridden or deferred) gets its own plan
-variant, compiled once and cached in memory and on disk.
+Values a driver writes live in a workspace reused by every call with the same row
+count; ``run`` returns fresh arrays: every graph output and leaf, and in a phase-1
+call (``stop_at_external``) every materialised value (phase 2 takes them back as
+overrides). Each call pattern (which nodes are overridden or deferred) gets its own
+plan variant, compiled once and cached in memory and on disk.
 """
 
 from __future__ import annotations
@@ -37,9 +50,11 @@ import numba
 import numpy as np
 
 from scg.backends import kernel_cache, numba_runtime
-from scg.backends.numba_render import kernel_arrays, render_module, supported
+from scg.backends.numba_driver import Schedule, Segment, Workspace, render_drivers, schedule
+from scg.backends.numba_render import Renderer, kernel_arrays, supported
+from scg.backends.numpy_ops import _check_indices
 from scg.backends.numpy_ref import bind, run_node
-from scg.backends.planned import PlannedProgram
+from scg.backends.planned import CHECK_WHAT, PlannedProgram, index_depth
 from scg.backends.rng import seed_key
 from scg.errors import BackendError
 from scg.guards import blas_threads
@@ -111,6 +126,7 @@ RUN_LOCK = threading.RLock()
 @functools.cache
 def _controller():
     try:
+        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS of np.dot inside njit: limited too)
         from threadpoolctl import ThreadpoolController
     except ImportError:  # optional: without it BLAS keeps its own threads
         return None
@@ -131,6 +147,8 @@ class NumbaProgram(PlannedProgram):
 
     def __init__(self, graph: Graph, precision: str = "float64", parallel: bool | None = None):
         self.fuse_parallel = parallel
+        self._schedules: dict[int, Schedule] = {}
+        self._outputs = frozenset(n.uid for n in graph.outputs.values())
         super().__init__(graph, precision)
 
     @property
@@ -144,7 +162,17 @@ class NumbaProgram(PlannedProgram):
         return runtime_module(self.precision)
 
     def _render(self, plan: Plan) -> str:
-        return render_module(plan, self.lowered, self.precision, self.rt.__name__)
+        renderer = Renderer()
+        renderer.signatures = False  # the drivers' explicit signatures compile the kernels they call
+        source = renderer.render_module(plan, self.lowered, self.precision, self.rt.__name__)
+        sched = schedule(plan, self._by_uid)
+        self._schedules[id(plan)] = sched
+        return source + "\n\n" + render_drivers(sched, self._by_uid, renderer.kernel_sites, self.precision)
+
+    def _finish_variant(self, variant) -> None:
+        variant.schedule = self._schedules.pop(id(variant.plan))
+        variant.drivers = {seg.name: getattr(variant.module, seg.name) for seg in variant.schedule.segments}
+        variant.host = {k.name: step for k, step in zip(variant.plan.kernels, variant.steps, strict=True)}
 
     # -- inspection ------------------------------------------------------------------
     def llvm(self, kernel: str | None = None) -> str:
@@ -223,10 +251,39 @@ class NumbaProgram(PlannedProgram):
     def run(self, params, inputs, **call) -> dict[int, np.ndarray]:
         """Evaluate the graph with ``numpy_ref.evaluate``'s semantics; see the module docstring."""
         env, values, skip = bind(self.graph, params, inputs, precision=self.precision, **call)
+        leaves = set(values)
         variant = self._variant(frozenset(values), frozenset(skip))
         k0, k1 = seed_key(env.seed)
+        inv_n = self.dtype(1.0 / env.n)
+        spec_call = self.spec(params, inputs, call)
+        # a phase-1 call hands every value back as phase 2's overrides; otherwise the outputs suffice
+        keep = None if (skip or call.get("stop_at_external")) else self._outputs
         with RUN_LOCK, np.errstate(all="ignore"), blas_limit():
-            for step in variant.steps:
-                step(values, env, k0, k1)
-        self.check_call(values.get, env, skip, self.spec(params, inputs, call))
-        return values
+            ws = variant.workspace
+            if ws is None or ws.n != env.n:  # buffers for this row count, reused by the next calls
+                ws = variant.workspace = Workspace(variant.schedule, self._by_uid, env.n, self.dtype)
+            for item in variant.schedule.items:
+                if isinstance(item, Kernel):
+                    variant.host[item.name](values, env, k0, k1)
+                    continue
+                self._before(item, values, env)
+                code = variant.drivers[item.name](env.n, env.n_rows, k0, k1, inv_n,
+                                                  *[_arg(values[u]) for u in item.reads],
+                                                  *[ws.arrays[u] for u in item.writes])
+                values.update((u, ws.views[u]) for u in item.writes)
+                if code:  # an index computed inside the segment is out of range: the spec's error
+                    spec_call()
+                    raise BackendError(f"numba range check {code} of graph {self.graph.name!r} failed "
+                                       "but the numpy spec accepted the call")
+            self.check_call(values.get, env, skip, spec_call)
+            # fresh arrays out: the workspace is overwritten by the next call
+            return {u: v if u in leaves else v.copy() for u, v in values.items()
+                    if u in leaves or keep is None or u in keep}
+
+    def _before(self, seg: Segment, values, env) -> None:
+        """Python-side checks of a segment's operands (the ones a kernel cannot report by name)."""
+        for node_uid, idx in seg.host_checks:
+            node = self._by_uid[node_uid]
+            _check_indices(values[idx], index_depth(node), node, CHECK_WHAT[node.op])
+        if seg.loo and env.n_samples < 2:  # the spec's error, word for word
+            run_node(self._by_uid[seg.loo[0]], [None], env)

@@ -1,8 +1,10 @@
 """Render the row kernels of a fused plan as the Python source of one Numba module.
 
-Each ``rows`` kernel becomes an ``@njit`` function with an explicit signature
-(compiled when the module is imported, so typing problems surface at
-``scg.compile`` time, and cached on disk with ``cache=True``)::
+Each ``rows`` kernel becomes an ``@njit`` function, cached on disk with
+``cache=True``. The numba backend renders kernels without a signature and calls them
+from its generated step drivers (``numba_driver``), whose explicit signatures compile
+every kernel a plan uses when the module is imported (typing problems surface at
+``scg.compile`` time); other targets (``signatures = True``) give each kernel its own::
 
     SITES['k3'] = (4,)                                # the random sites this call of k3 uses
     def k3(n, B, k0, k1, site0, inv_n, a0, a1, a2):   # a<i>: one array per value
@@ -211,13 +213,19 @@ class Renderer:
     """
 
     header = HEADER
+    # explicit signatures compile every kernel when the module is imported; the numba backend's
+    # drivers (numba_driver) carry the signature instead and compile only the kernels they call
+    signatures = True
 
     def kernel_head(self, kernel: Kernel, precision: str, arrays: list[int], by_uid, out: Out,
                     n_sites: int = 0) -> None:
         sig = ", ".join(["int64"] * (4 + n_sites) + [precision] + [array_type(by_uid[u], precision) for u in arrays])
         args = ", ".join(["n", "B", "k0", "k1"] + [f"site{j}" for j in range(n_sites)] + ["inv_n"]
                          + [f"a{u}" for u in arrays])
-        out(f'@njit("void({sig})", parallel={kernel.parallel}, **JIT)')
+        if self.signatures:
+            out(f'@njit("void({sig})", parallel={kernel.parallel}, **JIT)')
+        else:
+            out(f"@njit(parallel={kernel.parallel}, **JIT)")
         out(f"def {KERNEL}({args}):")
 
     def row_loop(self, kernel: Kernel, out: Out) -> None:
@@ -257,11 +265,13 @@ class Renderer:
         by_uid = {n.uid: n for n in plan.graph.nodes}
         rows = [k for k in plan.kernels if k.kind == "rows"]
         patterns: dict[str, str] = {}
+        self.kernel_sites: dict[str, tuple[int, ...]] = {}
         out = Out()
         out(self.header.format(precision=precision, n=len(rows), runtime=runtime))
         for k in rows:
             text, sites = self.render_rows(k, plan, lowered, precision, by_uid)
             out("")
+            self.kernel_sites[k.name] = tuple(sites)
             out(f"SITES[{k.name!r}] = {tuple(sites)!r}")
             if text in patterns:
                 out(self.alias(k.name, patterns[text]))

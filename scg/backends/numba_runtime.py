@@ -45,6 +45,32 @@ JIT = dict(cache=True, nogil=True, error_model="numpy")
 FAST = dict(JIT, fastmath={{"reassoc", "contract", "nsz", "arcp"}})
 '''
 
+_PHILOX_U64 = '''
+U32 = np.uint64(0xFFFFFFFF)
+U_M0, U_M1 = np.uint64(PHILOX_M0), np.uint64(PHILOX_M1)
+U_W0, U_W1 = np.uint64(PHILOX_W0), np.uint64(PHILOX_W1)
+U_SHIFT = np.uint64(32)
+
+
+@njit(**JIT)
+def philox4x32_10(c0, c1, c2, c3, k0, k1):
+    """rng.philox4x32_10, word for word, with each 32 x 32 -> 64 bit product as ONE exact uint64
+    multiply (rng's portable version splits it in 16-bit halves for signed int64: 12x slower here).
+    Every operand stays uint64 (Numba turns uint64 mixed with int64 into float64); the words go back
+    as int64 (< 2**32) to the int64 code of uniform_pair_scalar. Replaces the portable definition above.
+    """
+    x0, x1, x2, x3 = np.uint64(c0) & U32, np.uint64(c1) & U32, np.uint64(c2) & U32, np.uint64(c3) & U32
+    y0, y1 = np.uint64(k0) & U32, np.uint64(k1) & U32
+    for r in range(PHILOX_ROUNDS):
+        if r > 0:
+            y0 = (y0 + U_W0) & U32
+            y1 = (y1 + U_W1) & U32
+        p0 = U_M0 * x0
+        p1 = U_M1 * x2
+        x0, x1, x2, x3 = (p1 >> U_SHIFT) ^ x1 ^ y0, p1 & U32, (p0 >> U_SHIFT) ^ x3 ^ y1, p0 & U32
+    return np.int64(x0), np.int64(x1), np.int64(x2), np.int64(x3)
+'''
+
 _SCALARS = '''
 @njit(**JIT)
 def uniform1(k0, k1, site, draw, row, element):
@@ -271,6 +297,31 @@ def loo(x, out, k, b):
 
 
 @njit(**JIT)
+def matmul_into(a, b, out):
+    """out = a @ b by BLAS (np.dot into a preallocated out): the drivers' matmul steps.
+
+    A runtime function, not inline driver code: np.dot's Numba implementation is seconds of
+    compile per call site; here it compiles once per signature and is cached with the runtime.
+    """
+    np.dot(a, b, out)
+
+
+@njit(**JIT)
+def outer_sum_into(a, b, out):
+    """out = a^T b (sum over rows of outer products) by BLAS: the drivers' outer_sum steps."""
+    np.dot(a.T, b, out)
+
+
+@njit(**JIT)
+def in_range(x, depth):
+    """Whether every index of the flat integer array x lies in [0, depth) (the driver's range check)."""
+    for i in range(x.shape[0]):
+        if x[i] < 0 or x[i] >= depth:
+            return False
+    return True
+
+
+@njit(**JIT)
 def colsum(x, out):
     """out[j] = sum over rows of x[r, j], rows in order (as numpy's reduction over axis 0)."""
     out[:] = F(0.0)
@@ -347,7 +398,7 @@ def runtime_source(precision: str) -> str:
                         exp="math.exp",  # float32 too: _lse_shift is the exact fallback of the fast nest
                         cat_exact="_hnca_cat_row_exact" if fast else "hnca_cat_row",
                         cat_f32=_CAT_F32 if fast else "")
-    return _HEADER.format(precision=precision) + "\n\n" + scal + "\n\n" + body + hnca
+    return _HEADER.format(precision=precision) + "\n\n" + scal + "\n\n" + _PHILOX_U64 + "\n\n" + body + hnca
 
 
 def runtime_digest(precision: str) -> str:

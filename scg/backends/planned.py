@@ -67,6 +67,10 @@ class Variant:
     module: Any
     steps: list[Callable]
     nbytes: Callable[[int], int] | None = None   # bytes a call with n rows materialises (where a backend sizes)
+    schedule: Any = None                         # a backend's run order of the steps (numba: native segments)
+    workspace: Any = None                        # a backend's reusable buffers (numba: per row count)
+    drivers: dict[str, Callable] | None = None   # numba: the generated step drivers by name
+    host: dict[str, Callable] | None = None      # numba: the host steps by plan kernel name
 
     @property
     def parallel(self) -> bool:
@@ -117,6 +121,9 @@ class PlannedProgram:
     def _sizer(self, plan: Plan, given: frozenset) -> Callable[[int], int] | None:
         return None
 
+    def _finish_variant(self, variant: Variant) -> None:
+        """Anything a backend derives from a compiled variant (numba: its schedule of driver calls)."""
+
     # -- inspection ------------------------------------------------------------------------
     @property
     def plan(self) -> Plan:
@@ -144,7 +151,9 @@ class PlannedProgram:
                     raise BackendError(f"{self.backend} could not compile the kernels of graph "
                                        f"{self.graph.name!r}: {type(e).__name__}: {e}") from e
                 steps = [self._step(k, module) for k in plan.kernels]
-                self._variants[key] = Variant(plan, source, module, steps, self._sizer(plan, given))
+                variant = Variant(plan, source, module, steps, self._sizer(plan, given))
+                self._finish_variant(variant)
+                self._variants[key] = variant
             return self._variants[key]
 
     # -- the one argument-check path --------------------------------------------------------

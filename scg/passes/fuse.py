@@ -33,8 +33,13 @@ from scg.ir.printer import assign_names
 from scg.ir.types import I64
 from scg.passes.lower import ARRAY_OPERAND_OPS, ROW_CLASSES, Lowered, OpClass
 
-# per-row work (elements touched) from which a row kernel is worth a parallel region
-PARALLEL_MIN_WORK = 4096
+# per-row work (elements touched) from which a row kernel is worth a parallel region. The
+# kernels run inside one generated driver call (numba_driver), so a region costs its thread
+# wake-up only (no Python around it); 1024 makes every 200-wide sampling layer of the bandit
+# parallel over rows (Philox draws are a pure function of the row: same bits on any thread
+# count), while the tiny kernels of small graphs stay serial. Parallel kernels cost more cold
+# compile (measured on the bandit's 880-element output kernel: 5.6 s serial, 12.9 s parallel).
+PARALLEL_MIN_WORK = 1024
 # Bounds on one generated kernel. Numba's compile time grows faster than linearly with a
 # function's size (measured: one prange kernel copying through 100 arrays 26 s, 200 arrays
 # 85 s; a 600-op tanh chain as one kernel ended in RecursionError), so a long run of per-row

@@ -403,3 +403,28 @@ def test_scalar_source_is_self_contained():
 def test_invalid_arguments_are_rejected(call):
     with pytest.raises(ValueError):
         call()
+
+
+# --- the numba runtime's uint64 Philox (one exact product per multiply) -------
+
+
+def test_numba_runtime_philox_is_the_portable_one():
+    """numba_runtime replaces rng's 16-bit-split multiply by a uint64 product: same words, KATs included."""
+    from scg.backends.numba_cpu import runtime_module
+    rt = runtime_module("float64")
+    rows = _random_counters(300) + [ctr + key for ctr, key, _ in KATS]
+    fast = [tuple(int(w) for w in rt.philox4x32_10(*r)) for r in rows]
+    assert fast == [rng.philox4x32_10(*r) for r in rows]
+    for ctr, key, expected in KATS:
+        assert tuple(int(w) for w in rt.philox4x32_10(*ctr, *key)) == expected
+
+
+def test_the_runtime_philox_comparison_can_fail():
+    """The broken variant: a one-bit change in a round constant gives other words (the test above would see it)."""
+    ctr, key, expected = KATS[0]
+    saved = rng.PHILOX_M0
+    try:
+        rng.PHILOX_M0 = saved ^ 2
+        assert rng.philox4x32_10(*ctr, *key) != expected
+    finally:
+        rng.PHILOX_M0 = saved
